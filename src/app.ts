@@ -1,0 +1,126 @@
+// Builds the HTTP app from a context: schemas, auth, one error model, the module routes.
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import Fastify, { type FastifyBaseLogger, type FastifyError, LogController } from 'fastify';
+import { Type } from 'typebox';
+import { authenticate, scopeAllows } from './modules/auth/index.ts';
+import { channelRoutes } from './modules/channels/index.ts';
+import { consentRoutes } from './modules/consents/index.ts';
+import { contactRoutes } from './modules/contacts/index.ts';
+import { governanceRoutes } from './modules/governance/index.ts';
+import { purposeRoutes } from './modules/purposes/index.ts';
+import { suppressionRoutes } from './modules/suppressions/index.ts';
+import type { AppContext } from './platform/context.ts';
+import { DomainError, type FieldError, type ProblemCode, toProblem } from './platform/errors.ts';
+import { type App, ProblemSchema } from './platform/http.ts';
+
+const PROBLEM = 'application/problem+json; charset=utf-8';
+
+function fieldErrors(error: FastifyError): FieldError[] {
+  return (error.validation ?? []).map((v) => {
+    const params = v.params as Record<string, unknown>;
+    let path = `${error.validationContext ? `/${error.validationContext}` : ''}${v.instancePath}`;
+    if (typeof params.missingProperty === 'string') path += `/${params.missingProperty}`;
+    if (typeof params.additionalProperty === 'string') {
+      return { path: `${path}/${params.additionalProperty}`, message: 'is not an accepted field' };
+    }
+    return { path: path || '/', message: v.message ?? 'is not valid' };
+  });
+}
+
+function asDomainError(error: FastifyError): DomainError {
+  if (error instanceof DomainError) return error;
+  if (error.validation) {
+    const fields = fieldErrors(error);
+    return new DomainError('validation_failed', fields.map((f) => `${f.path} ${f.message}`).join('; '), fields);
+  }
+  const status = error.statusCode ?? 500;
+  const byStatus: Record<number, ProblemCode> = { 401: 'unauthorized', 403: 'forbidden', 404: 'not_found', 405: 'method_not_allowed', 413: 'payload_too_large', 415: 'unsupported_media_type', 429: 'rate_limited' };
+  if (status === 400) {
+    const json = error instanceof SyntaxError || /JSON/i.test(error.code ?? '') || /JSON/.test(error.message);
+    return new DomainError(json ? 'bad_json' : 'validation_failed', error.message);
+  }
+  const code = byStatus[status];
+  if (code) return new DomainError(code, error.message);
+  if (status >= 400 && status < 500) return new DomainError('validation_failed', error.message);
+  return new DomainError('internal', 'Something went wrong on our side; it has been logged');
+}
+
+export async function buildApp(ctx: AppContext): Promise<App> {
+  const app = Fastify({
+    loggerInstance: ctx.logger as FastifyBaseLogger,
+    // Fastify's own request lines would print the raw URL; ours (onResponse below) do not.
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: ctx.config.bodyLimitBytes,
+    ajv: { customOptions: { coerceTypes: false, allErrors: true, removeAdditional: false } },
+  }).withTypeProvider<TypeBoxTypeProvider>() as App;
+
+  app.addSchema(ProblemSchema);
+
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.0.3',
+      info: { title: 'Assent API', version: '1', description: 'Consent ledger, contacts, purposes and contactability decisions' },
+      components: { securitySchemes: { apiKey: { type: 'http', scheme: 'bearer' } } },
+      security: [{ apiKey: [] }],
+    },
+  });
+  await app.register(swaggerUi, { routePrefix: '/docs' });
+
+  app.decorateRequest('requestContext', null as never);
+  app.addHook('onRequest', async (request) => {
+    request.requestContext = {
+      actor: { type: 'person' },
+      ...(request.ip ? { ip: request.ip } : {}),
+      ...(request.headers['user-agent'] ? { userAgent: request.headers['user-agent'] } : {}),
+    };
+    const needs = request.routeOptions.config?.scope;
+    if (!needs) return;
+    const header = request.headers.authorization;
+    const presented = header?.startsWith('Bearer ') ? header.slice(7).trim() : (request.headers['x-api-key'] as string | undefined);
+    const principal = await authenticate(ctx, presented);
+    if (!scopeAllows(principal.scope, needs)) {
+      throw new DomainError('forbidden', `This route needs a key with scope "${needs}" (this key has "${principal.scope}")`);
+    }
+    request.requestContext.actor = { type: 'api_key', id: principal.id, name: principal.name };
+  });
+
+  // Access log: route pattern and status only, never the raw URL (it may carry an email) nor the IP.
+  app.addHook('onResponse', async (request, reply) => {
+    request.log.info(
+      { method: request.method, route: request.routeOptions.url ?? 'unmatched', status: reply.statusCode, ms: Math.round(reply.elapsedTime) },
+      'request',
+    );
+  });
+
+  app.setErrorHandler((error: FastifyError, request, reply) => {
+    const domain = asDomainError(error);
+    if (domain.status >= 500) request.log.error({ err: error, route: request.routeOptions.url }, 'request failed');
+    return reply.code(domain.status).type(PROBLEM).send(toProblem(domain));
+  });
+
+  app.setNotFoundHandler((request, reply) =>
+    reply
+      .code(404)
+      .type(PROBLEM)
+      .send(toProblem(new DomainError('route_not_found', `There is no route ${request.method} ${request.url.split('?')[0]}`))),
+  );
+
+  app.get(
+    '/healthz',
+    { schema: { hide: true, response: { 200: Type.Object({ status: Type.String() }) } } },
+    async () => ({ status: 'ok' }),
+  );
+  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+
+  channelRoutes(app, ctx);
+  purposeRoutes(app, ctx);
+  contactRoutes(app, ctx);
+  governanceRoutes(app, ctx);
+  suppressionRoutes(app, ctx);
+  consentRoutes(app, ctx);
+
+  await app.ready();
+  return app;
+}

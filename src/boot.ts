@@ -1,0 +1,43 @@
+// Assembles the application context: store, migrations, secret, built-in configuration.
+import type { Config } from './config.ts';
+import { createDb } from './database.ts';
+import { migrateToLatest } from './migrations/index.ts';
+import { ensureBuiltinChannels } from './modules/channels/index.ts';
+import { ensureBuiltinPurposes } from './modules/purposes/index.ts';
+import { type Clock, systemClock } from './platform/clock.ts';
+import type { AppContext } from './platform/context.ts';
+import { createIdGenerator } from './platform/ids.ts';
+import { createLogger, type Logger } from './platform/logger.ts';
+import { resolveSecret } from './platform/secret.ts';
+
+export interface BootOptions {
+  clock?: Clock;
+  logger?: Logger;
+  /** Run migrations and seed built-ins (default true). */
+  migrate?: boolean;
+}
+
+export async function createContext(config: Config, options: BootOptions = {}): Promise<AppContext> {
+  const db = createDb(config.database, { pgPoolSize: config.pgPoolSize });
+  try {
+    if (options.migrate !== false) await migrateToLatest(db.kysely);
+    const ctx: AppContext = {
+      config,
+      db,
+      clock: options.clock ?? systemClock,
+      newId: createIdGenerator(),
+      logger: options.logger ?? createLogger(config.logLevel),
+      secret: '',
+      cache: new Map(),
+    };
+    ctx.secret = await resolveSecret(db.kysely, config.secret);
+    if (options.migrate !== false) {
+      await ensureBuiltinChannels(ctx);
+      await ensureBuiltinPurposes(ctx);
+    }
+    return ctx;
+  } catch (error) {
+    await db.close();
+    throw error;
+  }
+}

@@ -1,0 +1,194 @@
+// The `assent` command: serve, migrate, keys, ledger, scheduler. Every command honours
+// DATABASE_URL and prints one JSON document with --json.
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { SingleBar } from 'cli-progress';
+import { createContext } from './boot.ts';
+import { ConfigError, loadConfig } from './config.ts';
+import { migrateToLatest } from './migrations/index.ts';
+import { createKey, listKeys, revokeKey, scopes } from './modules/auth/index.ts';
+import { rebuildState, takeCheckpoint, verifyLedger } from './modules/consents/index.ts';
+import { runDueJobs } from './modules/scheduler/index.ts';
+import { ManualClock, parseInstant } from './platform/clock.ts';
+import type { AppContext } from './platform/context.ts';
+import { DomainError } from './platform/errors.ts';
+import { startServer } from './server.ts';
+
+const print = (json: boolean, value: unknown, human: () => string) => {
+  process.stdout.write(json ? `${JSON.stringify(value, null, 2)}\n` : `${human()}\n`);
+};
+
+const table = (rows: Array<Record<string, unknown>>): string => {
+  if (rows.length === 0) return '(none)';
+  const cols = Object.keys(rows[0] as object);
+  const width = cols.map((c) => Math.max(c.length, ...rows.map((r) => String(r[c] ?? '-').length)));
+  const line = (cells: string[]) => cells.map((v, i) => v.padEnd(width[i] as number)).join('  ');
+  return [line(cols), line(width.map((w) => '-'.repeat(w))), ...rows.map((r) => line(cols.map((c) => String(r[c] ?? '-'))))].join('\n');
+};
+
+/** Runs work with a context (the CLI's own logs go to stderr at warn), then closes it. */
+async function withContext<T>(work: (ctx: AppContext) => Promise<T>, options: { clock?: ManualClock } = {}): Promise<T> {
+  const config = loadConfig({ ...process.env, LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn' });
+  const { createLogger } = await import('./platform/logger.ts');
+  const pino = (await import('pino')).default;
+  const ctx = await createContext(config, {
+    logger: createLogger(config.logLevel, pino.destination(2)),
+    ...(options.clock ? { clock: options.clock } : {}),
+  });
+  try {
+    return await work(ctx);
+  } finally {
+    await ctx.db.close();
+  }
+}
+
+function progressBar(label: string, enabled: boolean) {
+  if (!enabled || !process.stderr.isTTY) return { update: (_n: number) => {}, stop: () => {} };
+  const bar = new SingleBar({ format: `${label} {value} contacts | {duration_formatted}`, stream: process.stderr });
+  bar.start(0, 0);
+  return { update: (n: number) => bar.update(n), stop: () => bar.stop() };
+}
+
+const program = new Command()
+  .name('assent')
+  .description('Assent: consent ledger, contacts and contactability decisions.\nEvery command reads DATABASE_URL (default sqlite:./data/assent.db).')
+  .showHelpAfterError();
+
+program
+  .command('serve')
+  .description('Serve the API (and run scheduled jobs every SCHEDULER_INTERVAL_SECONDS)')
+  .option('--port <port>', 'port to listen on (default: PORT or 3000)')
+  .option('--host <host>', 'address to bind (default: HOST or 127.0.0.1)')
+  .action(async (opts: { port?: string; host?: string }) => {
+    const config = loadConfig({
+      ...process.env,
+      ...(opts.port !== undefined ? { PORT: opts.port } : {}),
+      ...(opts.host !== undefined ? { HOST: opts.host } : {}),
+    });
+    const ctx = await createContext(config);
+    const stop = await startServer(ctx, { port: config.port, host: config.host });
+    ctx.logger.info({ port: config.port, host: config.host, store: config.database.dialect }, 'assent is serving');
+    const shutdown = () => {
+      stop().then(
+        () => process.exit(0),
+        () => process.exit(1),
+      );
+    };
+    process.once('SIGINT', shutdown);
+    process.once('SIGTERM', shutdown);
+  });
+
+program
+  .command('migrate')
+  .description('Bring the database schema up to date (also done at every start)')
+  .option('--json', 'print JSON')
+  .action(async (opts: { json?: boolean }) => {
+    const config = loadConfig(process.env);
+    const { createDb } = await import('./database.ts');
+    const db = createDb(config.database);
+    try {
+      const applied = await migrateToLatest(db.kysely);
+      print(!!opts.json, { applied, store: config.database.dialect }, () =>
+        applied.length ? `applied: ${applied.join(', ')}` : 'the schema is up to date',
+      );
+    } finally {
+      await db.close();
+    }
+    await withContext(async () => undefined);
+  });
+
+const keys = program.command('keys').description('API keys (scopes: read < write < admin)');
+keys
+  .command('create')
+  .description('Create an API key; it is printed once and stored hashed')
+  .requiredOption('--name <name>', 'a unique name, e.g. crm-sync')
+  .addOption(new Option('--scope <scope>', 'what it may do').choices(scopes).makeOptionMandatory())
+  .option('--json', 'print { name, scope, key }')
+  .action(async (opts: { name: string; scope: 'read' | 'write' | 'admin'; json?: boolean }) => {
+    const created = await withContext((ctx) => createKey(ctx, { name: opts.name, scope: opts.scope }));
+    print(!!opts.json, created, () => `${created.key}\n(key "${created.name}", scope ${created.scope}: store it now, it is not shown again)`);
+  });
+keys
+  .command('list')
+  .description('List API keys (never their secret)')
+  .option('--json', 'print JSON')
+  .action(async (opts: { json?: boolean }) => {
+    const items = await withContext((ctx) => listKeys(ctx));
+    print(!!opts.json, { items }, () => table(items as unknown as Array<Record<string, unknown>>));
+  });
+keys
+  .command('revoke')
+  .description('Revoke an API key by name')
+  .argument('<name>', 'the key name')
+  .option('--json', 'print JSON')
+  .action(async (name: string, opts: { json?: boolean }) => {
+    const info = await withContext((ctx) => revokeKey(ctx, name));
+    print(!!opts.json, info, () => `revoked "${info.name}"`);
+  });
+
+const ledger = program.command('ledger').description('The consent ledger');
+ledger
+  .command('verify')
+  .description('Check every hash chain and checkpoint; exit 1 when anything was altered')
+  .option('--json', 'print JSON')
+  .action(async (opts: { json?: boolean }) => {
+    const bar = progressBar('verifying', !opts.json);
+    const result = await withContext((ctx) => verifyLedger(ctx, bar.update));
+    bar.stop();
+    print(!!opts.json, result, () =>
+      result.ok
+        ? `ledger OK: ${result.events} events in ${result.contacts} chains, ${result.checkpoints} checkpoints`
+        : `LEDGER BROKEN: contact ${result.firstBroken?.contactId} event ${result.firstBroken?.eventId ?? '-'} (seq ${result.firstBroken?.seq ?? '-'}): ${result.firstBroken?.reason}`,
+    );
+    if (!result.ok) process.exitCode = 1;
+  });
+ledger
+  .command('rebuild-state')
+  .description('Rebuild the current-state table from the ledger')
+  .option('--json', 'print JSON')
+  .action(async (opts: { json?: boolean }) => {
+    const bar = progressBar('replaying', !opts.json);
+    const result = await withContext((ctx) => rebuildState(ctx, bar.update));
+    bar.stop();
+    print(!!opts.json, result, () => `rebuilt ${result.states} states for ${result.contacts} contacts`);
+  });
+ledger
+  .command('checkpoint')
+  .description('Seal the chain heads that moved since the last checkpoint; prints the digest to keep elsewhere')
+  .option('--json', 'print JSON')
+  .action(async (opts: { json?: boolean }) => {
+    const result = await withContext((ctx) => takeCheckpoint(ctx));
+    print(!!opts.json, result ?? null, () => (result ? `checkpoint ${result.id}: ${result.digest} (${result.heads} heads)` : 'nothing moved since the last checkpoint'));
+  });
+
+const scheduler = program.command('scheduler').description('Scheduled jobs');
+scheduler
+  .command('run')
+  .description('Run every job that is due, as if it were the given time, then exit')
+  .option('--at <time>', 'ISO-8601 time to run as (default: now)', (value: string) => {
+    if (!parseInstant(value)) throw new InvalidArgumentError('expected an ISO-8601 time, e.g. 2026-12-24T09:00:00Z');
+    return value;
+  })
+  .option('--json', 'print JSON')
+  .action(async (opts: { at?: string; json?: boolean }) => {
+    const at = opts.at ? (parseInstant(opts.at) as Date) : new Date();
+    const clock = new ManualClock(at);
+    const results = await withContext((ctx) => runDueJobs(ctx, at), { clock });
+    print(!!opts.json, { at: at.toISOString(), jobs: results }, () =>
+      table(results.map((r) => ({ job: r.job, ran: r.ran, result: r.result === undefined ? '' : JSON.stringify(r.result) }))),
+    );
+  });
+
+try {
+  await program.parseAsync(process.argv);
+} catch (error) {
+  if (error instanceof ConfigError) {
+    process.stderr.write(`${error.message}\n`);
+    process.exit(2);
+  }
+  if (error instanceof DomainError) {
+    process.stderr.write(`error: ${error.message}\n`);
+    process.exit(2);
+  }
+  process.stderr.write(`error: ${(error as Error).message}\n`);
+  process.exit(1);
+}

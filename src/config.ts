@@ -1,0 +1,105 @@
+// Configuration: read once from the environment at boot, validated, then passed down typed.
+import { resolve } from 'node:path';
+
+export interface Config {
+  databaseUrl: string;
+  database: { dialect: 'sqlite'; file: string } | { dialect: 'postgres'; url: string };
+  port: number;
+  host: string;
+  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  secret: string | undefined;
+  defaultRegion: string;
+  formerCustomerAfterDays: number;
+  phoneConsentRequiredFrom: string;
+  schedulerIntervalSeconds: number;
+  bodyLimitBytes: number;
+  pgPoolSize: number;
+  publicUrl: string;
+}
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`Invalid configuration:\n  - ${problems.join('\n  - ')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+type Env = Record<string, string | undefined>;
+
+const levels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+export function parseDatabaseUrl(value: string): Config['database'] | string {
+  if (value.startsWith('sqlite:')) {
+    const file = value.slice('sqlite:'.length).replace(/^\/\/(?=\/)/, '');
+    if (!file) return 'DATABASE_URL "sqlite:" needs a file path, e.g. sqlite:./data/assent.db';
+    return { dialect: 'sqlite', file: file === ':memory:' ? file : resolve(file) };
+  }
+  if (/^postgres(ql)?:\/\//.test(value)) {
+    try {
+      new URL(value);
+    } catch {
+      return 'DATABASE_URL is not a valid postgres:// URL';
+    }
+    return { dialect: 'postgres', url: value };
+  }
+  return 'DATABASE_URL must start with sqlite: or postgres:// (got an unsupported scheme)';
+}
+
+export function loadConfig(env: Env = process.env): Config {
+  const problems: string[] = [];
+
+  const int = (name: string, fallback: number, min: number, max: number): number => {
+    const raw = env[name];
+    if (raw === undefined || raw === '') return fallback;
+    const n = Number(raw);
+    if (!Number.isInteger(n) || n < min || n > max) {
+      problems.push(`${name} must be a whole number from ${min} to ${max} (got "${raw}")`);
+      return fallback;
+    }
+    return n;
+  };
+
+  const databaseUrl = env.DATABASE_URL || 'sqlite:./data/assent.db';
+  const database = parseDatabaseUrl(databaseUrl);
+  if (typeof database === 'string') problems.push(database);
+
+  const logLevel = (env.LOG_LEVEL || 'info') as Config['logLevel'];
+  if (!levels.includes(logLevel)) problems.push(`LOG_LEVEL must be one of ${levels.join(', ')} (got "${logLevel}")`);
+
+  const secret = env.ASSENT_SECRET || undefined;
+  if (secret !== undefined && secret.length < 32) {
+    problems.push('ASSENT_SECRET must be at least 32 characters (use: openssl rand -base64 48)');
+  }
+
+  const defaultRegion = (env.DEFAULT_REGION || 'FR').toUpperCase();
+  if (!/^[A-Z]{2}$/.test(defaultRegion)) problems.push(`DEFAULT_REGION must be a two-letter country code (got "${defaultRegion}")`);
+
+  const phoneConsentRequiredFrom = env.PHONE_CONSENT_REQUIRED_FROM || '2026-08-11';
+  if (!/^\d{4}-\d{2}-\d{2}$/.test(phoneConsentRequiredFrom) || Number.isNaN(Date.parse(phoneConsentRequiredFrom))) {
+    problems.push(`PHONE_CONSENT_REQUIRED_FROM must be a date YYYY-MM-DD (got "${phoneConsentRequiredFrom}")`);
+  }
+
+  const host = env.HOST || '127.0.0.1';
+  const publicUrl = env.PUBLIC_URL || '';
+  if (publicUrl && !/^https?:\/\/[^\s/]+/.test(publicUrl)) problems.push(`PUBLIC_URL must be an http(s) URL (got "${publicUrl}")`);
+
+  const config: Config = {
+    databaseUrl,
+    database: typeof database === 'string' ? { dialect: 'sqlite', file: '' } : database,
+    port: int('PORT', 3000, 0, 65535),
+    host,
+    logLevel,
+    secret,
+    defaultRegion,
+    formerCustomerAfterDays: int('FORMER_CUSTOMER_AFTER_DAYS', 365, 1, 36500),
+    phoneConsentRequiredFrom,
+    schedulerIntervalSeconds: int('SCHEDULER_INTERVAL_SECONDS', 5, 0, 86400),
+    bodyLimitBytes: int('BODY_LIMIT_BYTES', 1_048_576, 1024, 104_857_600),
+    pgPoolSize: int('PG_POOL_SIZE', 10, 1, 200),
+    publicUrl: '',
+  };
+  config.publicUrl = (publicUrl || `http://localhost:${config.port}`).replace(/\/+$/, '');
+
+  if (problems.length > 0) throw new ConfigError(problems);
+  return config;
+}

@@ -1,0 +1,113 @@
+// Kysely on either store: better-sqlite3 (WAL, one writer, a separate reader for hot reads)
+// or a pg pool. `interface Database` is assembled from the module tables.
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import SqliteDatabase from 'better-sqlite3';
+import { type CompiledQuery, Kysely, PostgresDialect, SqliteDialect } from 'kysely';
+import pg from 'pg';
+import type { Config } from './config.ts';
+import type { ApiKeysTable } from './modules/auth/auth.table.ts';
+import type { ChannelsTable } from './modules/channels/channels.table.ts';
+import type {
+  ChainHeadsTable,
+  ConsentEventsTable,
+  ConsentStatesTable,
+  LedgerCheckpointEntriesTable,
+  LedgerCheckpointsTable,
+} from './modules/consents/consents.table.ts';
+import type { ContactsTable, FieldsTable } from './modules/contacts/contacts.table.ts';
+import type { PurposesTable, PurposeVersionsTable } from './modules/purposes/purposes.table.ts';
+import type { JobRunsTable, SettingsTable } from './modules/scheduler/scheduler.table.ts';
+import type { SuppressionsTable } from './modules/suppressions/suppressions.table.ts';
+
+export interface Database {
+  settings: SettingsTable;
+  job_runs: JobRunsTable;
+  channels: ChannelsTable;
+  purposes: PurposesTable;
+  purpose_versions: PurposeVersionsTable;
+  fields: FieldsTable;
+  contacts: ContactsTable;
+  suppressions: SuppressionsTable;
+  consent_events: ConsentEventsTable;
+  consent_states: ConsentStatesTable;
+  chain_heads: ChainHeadsTable;
+  ledger_checkpoints: LedgerCheckpointsTable;
+  ledger_checkpoint_entries: LedgerCheckpointEntriesTable;
+  api_keys: ApiKeysTable;
+}
+
+export type Dialect = 'sqlite' | 'postgres';
+export type Executor = Kysely<Database>;
+
+export interface Db {
+  kysely: Kysely<Database>;
+  dialect: Dialect;
+  /**
+   * Runs a read on the hot path (decisions, key checks). On SQLite it uses a second, read-only
+   * connection with cached prepared statements, so it sees only committed data and skips the
+   * writer's queue; on PostgreSQL it is the pool.
+   */
+  read<R>(query: CompiledQuery<R>): Promise<R[]>;
+  close(): Promise<void>;
+}
+
+function openSqlite(file: string): SqliteDatabase.Database {
+  if (file !== ':memory:') mkdirSync(dirname(file), { recursive: true });
+  const sqlite = new SqliteDatabase(file);
+  sqlite.pragma('journal_mode = WAL');
+  sqlite.pragma('synchronous = NORMAL');
+  sqlite.pragma('foreign_keys = ON');
+  sqlite.pragma('busy_timeout = 5000');
+  return sqlite;
+}
+
+export function createDb(database: Config['database'], options: { pgPoolSize?: number } = {}): Db {
+  if (database.dialect === 'sqlite') {
+    const writer = openSqlite(database.file);
+    const kysely = new Kysely<Database>({ dialect: new SqliteDialect({ database: writer }) });
+    let reader: SqliteDatabase.Database | undefined;
+    const statements = new Map<string, SqliteDatabase.Statement>();
+    const readerFor = (): SqliteDatabase.Database => {
+      if (!reader) {
+        reader =
+          database.file === ':memory:' ? writer : new SqliteDatabase(database.file, { readonly: true, fileMustExist: true });
+        reader.pragma('busy_timeout = 5000');
+      }
+      return reader;
+    };
+    return {
+      kysely,
+      dialect: 'sqlite',
+      async read<R>(query: CompiledQuery<R>): Promise<R[]> {
+        let statement = statements.get(query.sql);
+        if (!statement) {
+          statement = readerFor().prepare(query.sql);
+          statements.set(query.sql, statement);
+        }
+        return statement.all(...(query.parameters as unknown[])) as R[];
+      },
+      async close() {
+        await kysely.destroy();
+        if (reader && reader !== writer) reader.close();
+      },
+    };
+  }
+
+  const pool = new pg.Pool({ connectionString: database.url, max: options.pgPoolSize ?? 10 });
+  const kysely = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+  return {
+    kysely,
+    dialect: 'postgres',
+    async read<R>(query: CompiledQuery<R>): Promise<R[]> {
+      const result = await pool.query({ text: query.sql, values: query.parameters as unknown[] });
+      return result.rows as R[];
+    },
+    async close() {
+      await kysely.destroy();
+    },
+  };
+}
+
+/** Counts come back as bigint strings from PostgreSQL and numbers from SQLite. */
+export const toNumber = (value: unknown): number => (value === null || value === undefined ? 0 : Number(value));

@@ -1,0 +1,14 @@
+// Runs the migrations (listed here, in order) on either store.
+import { type Kysely, type Migration, Migrator } from 'kysely';
+import * as consentCore from './20261122120000_consent_core.ts';
+
+const migrations: Record<string, Migration> = {
+  '20261122120000_consent_core': consentCore,
+};
+
+export async function migrateToLatest(db: Kysely<any>): Promise<string[]> {
+  const migrator = new Migrator({ db, provider: { getMigrations: async () => migrations } });
+  const { error, results } = await migrator.migrateToLatest();
+  if (error) throw error instanceof Error ? error : new Error(String(error));
+  return (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName);
+}

@@ -1,0 +1,9 @@
+export { channelRoutes } from './channels.routes.ts';
+export {
+  type Channel,
+  type ChannelKind,
+  ensureBuiltinChannels,
+  getChannel,
+  listChannels,
+  requireChannel,
+} from './channels.service.ts';

@@ -1,0 +1,2 @@
+export { governanceRoutes } from './governance.routes.ts';
+export { eraseContact } from './governance.service.ts';

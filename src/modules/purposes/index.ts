@@ -1,0 +1,12 @@
+export { purposeRoutes } from './purposes.routes.ts';
+export {
+  ensureBuiltinPurposes,
+  findPurposeVersions,
+  getPurpose,
+  type LegalBasis,
+  listPurposes,
+  type Purpose,
+  type PurposeVersion,
+  requirePurpose,
+  wordingText,
+} from './purposes.service.ts';

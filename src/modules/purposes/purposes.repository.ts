@@ -1,0 +1,53 @@
+import type { Executor } from '../../database.ts';
+import type { PurposesTable, PurposeVersionsTable } from './purposes.table.ts';
+
+export const listPurposeRows = (db: Executor) =>
+  db
+    .selectFrom('purposes')
+    .innerJoin('purpose_versions', (j) =>
+      j.onRef('purpose_versions.purpose_key', '=', 'purposes.key').onRef('purpose_versions.version', '=', 'purposes.version'),
+    )
+    .selectAll('purposes')
+    .select(['purpose_versions.title', 'purpose_versions.description', 'purpose_versions.wording_hash'])
+    .orderBy('purposes.key')
+    .execute();
+
+export type PurposeRow = Awaited<ReturnType<typeof listPurposeRows>>[number];
+
+export const findPurposeRow = (db: Executor, key: string) =>
+  db.selectFrom('purposes').selectAll().where('key', '=', key).executeTakeFirst();
+
+export const insertPurposeRow = (db: Executor, row: PurposesTable) =>
+  db.insertInto('purposes').values(row).onConflict((oc) => oc.column('key').doNothing()).executeTakeFirst();
+
+export const updatePurposeRow = (db: Executor, key: string, patch: Partial<PurposesTable>) =>
+  db.updateTable('purposes').set(patch).where('key', '=', key).execute();
+
+export const insertPurposeVersionRow = (db: Executor, row: PurposeVersionsTable) =>
+  db.insertInto('purpose_versions').values(row).execute();
+
+export const findPurposeVersionRows = (db: Executor, pairs: Array<{ purpose: string; version: number }>) =>
+  pairs.length === 0
+    ? Promise.resolve([])
+    : db
+        .selectFrom('purpose_versions')
+        .selectAll()
+        .where((eb) =>
+          eb.or(pairs.map((p) => eb.and([eb('purpose_key', '=', p.purpose), eb('version', '=', p.version)]))),
+        )
+        .orderBy('purpose_key')
+        .orderBy('version')
+        .execute();
+
+export const listPurposeVersionRows = (db: Executor, key: string) =>
+  db.selectFrom('purpose_versions').selectAll().where('purpose_key', '=', key).orderBy('version').execute();
+
+/** Whether any person withdrew, refused or objected to this purpose: the basis is then locked (RULES 6). */
+export const hasWithdrawals = async (db: Executor, key: string) =>
+  (await db
+    .selectFrom('consent_states')
+    .select('contact_id')
+    .where('purpose_key', '=', key)
+    .where('status', 'in', ['withdrawn', 'refused', 'objected'])
+    .limit(1)
+    .executeTakeFirst()) !== undefined;

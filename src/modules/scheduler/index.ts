@@ -1,0 +1,1 @@
+export { type JobResult, runDueJobs } from './scheduler.service.ts';

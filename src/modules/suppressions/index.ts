@@ -1,0 +1,8 @@
+export { suppressionRoutes } from './suppressions.routes.ts';
+export {
+  addressHash,
+  addSuppressions,
+  liftSuppressions,
+  type SuppressionReason,
+  suppressionReasons,
+} from './suppressions.service.ts';

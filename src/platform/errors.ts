@@ -1,0 +1,80 @@
+// One error model: domain errors carry a closed code and an HTTP status; the HTTP edge turns
+// them into application/problem+json.
+
+export const problemCodes = {
+  validation_failed: { status: 400, title: 'The request is not valid' },
+  bad_json: { status: 400, title: 'The body is not valid JSON' },
+  payload_too_large: { status: 413, title: 'The body is too large' },
+  unsupported_media_type: { status: 415, title: 'This content type is not accepted' },
+  unauthorized: { status: 401, title: 'An API key is required' },
+  forbidden: { status: 403, title: 'This API key may not do that' },
+  not_found: { status: 404, title: 'Not found' },
+  route_not_found: { status: 404, title: 'No such route' },
+  method_not_allowed: { status: 405, title: 'Method not allowed' },
+  contact_not_found: { status: 404, title: 'No such contact' },
+  contact_erased: { status: 410, title: 'This contact was erased' },
+  contact_exists: { status: 409, title: 'A contact with this email or phone exists' },
+  key_exists: { status: 409, title: 'This key is already taken' },
+  unknown_purpose: { status: 422, title: 'Unknown purpose' },
+  unknown_channel: { status: 422, title: 'Unknown channel' },
+  unknown_field: { status: 422, title: 'Unknown field' },
+  channel_not_in_purpose: { status: 422, title: 'This channel is not one of the purpose’s channels' },
+  double_opt_in_requires_email: { status: 422, title: 'Double opt-in needs the email channel' },
+  builtin_locked: { status: 422, title: 'A built-in item cannot change this way' },
+  basis_switch_forbidden: { status: 409, title: 'The legal basis cannot change after a withdrawal' },
+  undeclared_attribute: { status: 422, title: 'Attribute not declared' },
+  invalid_attribute: { status: 422, title: 'Attribute of the wrong type' },
+  invalid_email: { status: 422, title: 'Invalid email address' },
+  invalid_phone: { status: 422, title: 'Invalid phone number' },
+  contact_address_required: { status: 422, title: 'A contact needs an email or a phone' },
+  no_address_for_channel: { status: 422, title: 'The contact has no address on this channel' },
+  nothing_to_confirm: { status: 409, title: 'There is no pending consent to confirm' },
+  occurred_in_future: { status: 422, title: 'occurredAt is in the future' },
+  idempotency_conflict: { status: 409, title: 'Idempotency key reused with another request' },
+  rate_limited: { status: 429, title: 'Too many requests' },
+  internal: { status: 500, title: 'Internal error' },
+} as const;
+
+export type ProblemCode = keyof typeof problemCodes;
+
+export interface FieldError {
+  path: string;
+  message: string;
+}
+
+export class DomainError extends Error {
+  readonly code: ProblemCode;
+  readonly status: number;
+  readonly fields?: FieldError[];
+
+  constructor(code: ProblemCode, detail?: string, fields?: FieldError[]) {
+    super(detail ?? problemCodes[code].title);
+    this.name = 'DomainError';
+    this.code = code;
+    this.status = problemCodes[code].status;
+    if (fields) this.fields = fields;
+  }
+}
+
+export const problemType = (code: ProblemCode): string => `urn:assent:problem:${code}`;
+
+export interface Problem {
+  type: string;
+  title: string;
+  status: number;
+  detail: string;
+  code: ProblemCode;
+  errors?: FieldError[];
+}
+
+export function toProblem(error: DomainError): Problem {
+  const problem: Problem = {
+    type: problemType(error.code),
+    title: problemCodes[error.code].title,
+    status: error.status,
+    detail: error.message,
+    code: error.code,
+  };
+  if (error.fields) problem.errors = error.fields;
+  return problem;
+}
