@@ -112,7 +112,6 @@ export async function up(db: Kysely<any>): Promise<void> {
     .addColumn('source_ref', 'text')
     .addColumn('evidence', 'text', (c) => c.notNull())
     .addColumn('evidence_hash', 'text', (c) => c.notNull())
-    .addColumn('evidence_erased', 'integer', (c) => c.notNull().defaultTo(0))
     .addColumn('expires_at', 'text')
     .addColumn('occurred_at', 'text', (c) => c.notNull())
     .addColumn('recorded_at', 'text', (c) => c.notNull())

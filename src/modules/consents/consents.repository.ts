@@ -68,7 +68,7 @@ export const listStatesOfContact = (db: Executor, contactId: string) =>
   db.selectFrom('consent_states').selectAll().where('contact_id', '=', contactId).execute();
 
 export const updateEventEvidence = (db: Executor, id: string, evidence: string) =>
-  db.updateTable('consent_events').set({ evidence, evidence_erased: 1 }).where('id', '=', id).execute();
+  db.updateTable('consent_events').set({ evidence }).where('id', '=', id).execute();
 
 /** Heads after `after` (by contact id), for walking every chain in pages. */
 export const pageHeads = (db: Executor, after: string, limit: number) =>

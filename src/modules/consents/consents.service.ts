@@ -330,7 +330,6 @@ async function appendEvents(
       source_ref: sourceRef,
       evidence: JSON.stringify(evidence),
       evidence_hash: evidenceHash(ctx.secret, evidence),
-      evidence_erased: 0,
       expires_at: expiresAt,
       occurred_at: occurredAt,
       recorded_at: recordedAt,

@@ -12,7 +12,6 @@ export interface ConsentEventsTable {
   source_ref: string | null;
   evidence: string; // JSON; personal fields replaced by their keyed digests on erasure
   evidence_hash: string;
-  evidence_erased: number;
   expires_at: string | null;
   occurred_at: string;
   recorded_at: string;
