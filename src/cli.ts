@@ -1,17 +1,15 @@
 // The `assent` command: serve, migrate, keys, ledger, scheduler. Every command honours
 // DATABASE_URL and prints one JSON document with --json.
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { SingleBar } from 'cli-progress';
-import { createContext } from './boot.ts';
 import { ConfigError, loadConfig } from './config.ts';
-import { migrateToLatest } from './migrations/index.ts';
-import { createKey, listKeys, revokeKey, scopes } from './modules/auth/index.ts';
-import { rebuildState, takeCheckpoint, verifyLedger } from './modules/consents/index.ts';
-import { runDueJobs } from './modules/scheduler/index.ts';
 import { ManualClock, parseInstant } from './platform/clock.ts';
 import type { AppContext } from './platform/context.ts';
 import { DomainError } from './platform/errors.ts';
-import { startServer } from './server.ts';
+
+// Modules are loaded by the command that needs them: `--help` and small commands start fast.
+const scopes = ['read', 'write', 'admin'];
+const core = () => import('./modules/consents/index.ts');
+const auth = () => import('./modules/auth/index.ts');
 
 const print = (json: boolean, value: unknown, human: () => string) => {
   process.stdout.write(json ? `${JSON.stringify(value, null, 2)}\n` : `${human()}\n`);
@@ -29,6 +27,7 @@ const table = (rows: Array<Record<string, unknown>>): string => {
 async function withContext<T>(work: (ctx: AppContext) => Promise<T>, options: { clock?: ManualClock } = {}): Promise<T> {
   const config = loadConfig({ ...process.env, LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn' });
   const { createLogger } = await import('./platform/logger.ts');
+  const { createContext } = await import('./boot.ts');
   const pino = (await import('pino')).default;
   const ctx = await createContext(config, {
     logger: createLogger(config.logLevel, pino.destination(2)),
@@ -41,8 +40,9 @@ async function withContext<T>(work: (ctx: AppContext) => Promise<T>, options: { 
   }
 }
 
-function progressBar(label: string, enabled: boolean) {
+async function progressBar(label: string, enabled: boolean) {
   if (!enabled || !process.stderr.isTTY) return { update: (_n: number) => {}, stop: () => {} };
+  const { SingleBar } = await import('cli-progress');
   const bar = new SingleBar({ format: `${label} {value} contacts | {duration_formatted}`, stream: process.stderr });
   bar.start(0, 0);
   return { update: (n: number) => bar.update(n), stop: () => bar.stop() };
@@ -64,6 +64,8 @@ program
       ...(opts.port !== undefined ? { PORT: opts.port } : {}),
       ...(opts.host !== undefined ? { HOST: opts.host } : {}),
     });
+    const { createContext } = await import('./boot.ts');
+    const { startServer } = await import('./server.ts');
     const ctx = await createContext(config);
     const stop = await startServer(ctx, { port: config.port, host: config.host });
     ctx.logger.info({ port: config.port, host: config.host, store: config.database.dialect }, 'assent is serving');
@@ -84,6 +86,7 @@ program
   .action(async (opts: { json?: boolean }) => {
     const config = loadConfig(process.env);
     const { createDb } = await import('./database.ts');
+    const { migrateToLatest } = await import('./migrations/index.ts');
     const db = createDb(config.database);
     try {
       const applied = await migrateToLatest(db.kysely);
@@ -104,7 +107,7 @@ keys
   .addOption(new Option('--scope <scope>', 'what it may do').choices(scopes).makeOptionMandatory())
   .option('--json', 'print { name, scope, key }')
   .action(async (opts: { name: string; scope: 'read' | 'write' | 'admin'; json?: boolean }) => {
-    const created = await withContext((ctx) => createKey(ctx, { name: opts.name, scope: opts.scope }));
+    const created = await withContext(async (ctx) => (await auth()).createKey(ctx, { name: opts.name, scope: opts.scope }));
     print(!!opts.json, created, () => `${created.key}\n(key "${created.name}", scope ${created.scope}: store it now, it is not shown again)`);
   });
 keys
@@ -112,7 +115,7 @@ keys
   .description('List API keys (never their secret)')
   .option('--json', 'print JSON')
   .action(async (opts: { json?: boolean }) => {
-    const items = await withContext((ctx) => listKeys(ctx));
+    const items = await withContext(async (ctx) => (await auth()).listKeys(ctx));
     print(!!opts.json, { items }, () => table(items as unknown as Array<Record<string, unknown>>));
   });
 keys
@@ -121,7 +124,7 @@ keys
   .argument('<name>', 'the key name')
   .option('--json', 'print JSON')
   .action(async (name: string, opts: { json?: boolean }) => {
-    const info = await withContext((ctx) => revokeKey(ctx, name));
+    const info = await withContext(async (ctx) => (await auth()).revokeKey(ctx, name));
     print(!!opts.json, info, () => `revoked "${info.name}"`);
   });
 
@@ -131,8 +134,8 @@ ledger
   .description('Check every hash chain and checkpoint; exit 1 when anything was altered')
   .option('--json', 'print JSON')
   .action(async (opts: { json?: boolean }) => {
-    const bar = progressBar('verifying', !opts.json);
-    const result = await withContext((ctx) => verifyLedger(ctx, bar.update));
+    const bar = await progressBar('verifying', !opts.json);
+    const result = await withContext(async (ctx) => (await core()).verifyLedger(ctx, bar.update));
     bar.stop();
     print(!!opts.json, result, () =>
       result.ok
@@ -146,8 +149,8 @@ ledger
   .description('Rebuild the current-state table from the ledger')
   .option('--json', 'print JSON')
   .action(async (opts: { json?: boolean }) => {
-    const bar = progressBar('replaying', !opts.json);
-    const result = await withContext((ctx) => rebuildState(ctx, bar.update));
+    const bar = await progressBar('replaying', !opts.json);
+    const result = await withContext(async (ctx) => (await core()).rebuildState(ctx, bar.update));
     bar.stop();
     print(!!opts.json, result, () => `rebuilt ${result.states} states for ${result.contacts} contacts`);
   });
@@ -156,7 +159,7 @@ ledger
   .description('Seal the chain heads that moved since the last checkpoint; prints the digest to keep elsewhere')
   .option('--json', 'print JSON')
   .action(async (opts: { json?: boolean }) => {
-    const result = await withContext((ctx) => takeCheckpoint(ctx));
+    const result = await withContext(async (ctx) => (await core()).takeCheckpoint(ctx));
     print(!!opts.json, result ?? null, () => (result ? `checkpoint ${result.id}: ${result.digest} (${result.heads} heads)` : 'nothing moved since the last checkpoint'));
   });
 
@@ -172,6 +175,7 @@ scheduler
   .action(async (opts: { at?: string; json?: boolean }) => {
     const at = opts.at ? (parseInstant(opts.at) as Date) : new Date();
     const clock = new ManualClock(at);
+    const { runDueJobs } = await import('./modules/scheduler/index.ts');
     const results = await withContext((ctx) => runDueJobs(ctx, at), { clock });
     print(!!opts.json, { at: at.toISOString(), jobs: results }, () =>
       table(results.map((r) => ({ job: r.job, ran: r.ran, result: r.result === undefined ? '' : JSON.stringify(r.result) }))),

@@ -1,0 +1,48 @@
+// What a newcomer does first: `npm start` in a fresh checkout serves on port 3000 with ./data/assent.db.
+import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { ASSENT_BIN } from './helpers/cli.ts';
+
+async function waitForHealth(url: string, child: ChildProcess, ms = 30_000): Promise<Response> {
+  const until = Date.now() + ms;
+  let lastError: unknown;
+  while (Date.now() < until) {
+    if (child.exitCode !== null) throw new Error(`assent exited with ${child.exitCode}`);
+    try {
+      return await fetch(url);
+    } catch (error) {
+      lastError = error;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+  throw new Error(`no answer from ${url}: ${String(lastError)}`);
+}
+
+describe('npm start', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'assent-start-'));
+  let child: ChildProcess | undefined;
+  afterAll(() => {
+    child?.kill('SIGTERM');
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('serves on port 3000 with ./data/assent.db created on first start', async () => {
+    const env = { ...process.env };
+    for (const name of ['DATABASE_URL', 'PORT', 'HOST', 'ASSENT_SECRET']) delete env[name];
+    child = spawn(process.execPath, [ASSENT_BIN, 'serve'], { cwd: dir, env: { ...env, LOG_LEVEL: 'warn' }, stdio: 'ignore' });
+    const res = await waitForHealth('http://127.0.0.1:3000/healthz', child);
+    expect(res.status).toBe(200);
+    expect(await res.json()).toEqual({ status: 'ok' });
+    expect(existsSync(join(dir, 'data', 'assent.db'))).toBe(true);
+    const unauthenticated = await fetch('http://127.0.0.1:3000/v1/contacts');
+    expect(unauthenticated.status).toBe(401);
+    expect(unauthenticated.headers.get('content-type')).toContain('application/problem+json');
+    const stopped = new Promise((r) => child?.once('exit', r));
+    child.kill('SIGTERM');
+    await stopped;
+    expect(child.exitCode).toBe(0);
+  });
+});
