@@ -69,6 +69,8 @@ program
     const ctx = await createContext(config);
     const stop = await startServer(ctx, { port: config.port, host: config.host });
     ctx.logger.info({ port: config.port, host: config.host, store: config.database.dialect }, 'assent is serving');
+    const anyKey = await ctx.db.kysely.selectFrom('api_keys').select('id').where('revoked_at', 'is', null).limit(1).executeTakeFirst();
+    if (!anyKey) ctx.logger.warn('no API key yet: create one with `npx assent keys create --name admin --scope admin`');
     const shutdown = () => {
       stop().then(
         () => process.exit(0),
