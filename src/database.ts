@@ -3,7 +3,15 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import SqliteDatabase from 'better-sqlite3';
-import { type CompiledQuery, Kysely, PostgresDialect, SqliteDialect } from 'kysely';
+import {
+  CompiledQuery,
+  type DatabaseConnection,
+  type Driver,
+  Kysely,
+  PostgresDialect,
+  SqliteDialect,
+  SqliteDriver,
+} from 'kysely';
 import pg from 'pg';
 import type { Config } from './config.ts';
 import type { ApiKeysTable } from './modules/auth/auth.table.ts';
@@ -52,6 +60,27 @@ export interface Db {
   close(): Promise<void>;
 }
 
+/**
+ * Transactions take the write lock up front (BEGIN IMMEDIATE): a CLI command and the server may
+ * share one file, and a deferred transaction that reads then writes could fail to upgrade.
+ */
+class ImmediateSqliteDriver extends SqliteDriver {
+  override async beginTransaction(connection: DatabaseConnection): Promise<void> {
+    await connection.executeQuery(CompiledQuery.raw('begin immediate'));
+  }
+}
+
+class ImmediateSqliteDialect extends SqliteDialect {
+  readonly #database: SqliteDatabase.Database;
+  constructor(database: SqliteDatabase.Database) {
+    super({ database });
+    this.#database = database;
+  }
+  override createDriver(): Driver {
+    return new ImmediateSqliteDriver({ database: this.#database });
+  }
+}
+
 function openSqlite(file: string): SqliteDatabase.Database {
   if (file !== ':memory:') mkdirSync(dirname(file), { recursive: true });
   const sqlite = new SqliteDatabase(file);
@@ -65,7 +94,7 @@ function openSqlite(file: string): SqliteDatabase.Database {
 export function createDb(database: Config['database'], options: { pgPoolSize?: number } = {}): Db {
   if (database.dialect === 'sqlite') {
     const writer = openSqlite(database.file);
-    const kysely = new Kysely<Database>({ dialect: new SqliteDialect({ database: writer }) });
+    const kysely = new Kysely<Database>({ dialect: new ImmediateSqliteDialect(writer) });
     let reader: SqliteDatabase.Database | undefined;
     const statements = new Map<string, SqliteDatabase.Statement>();
     const readerFor = (): SqliteDatabase.Database => {

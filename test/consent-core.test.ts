@@ -125,6 +125,37 @@ describe.each(dialects)('consent core on %s', (dialect) => {
     });
   });
 
+  describe('concurrent writes', () => {
+    it('keeps one unbroken chain when many consents for one contact arrive at once', async () => {
+      const contact = await createContact(t);
+      const actions = ['grant', 'withdraw', 'refuse', 'grant'];
+      const responses = await Promise.all(
+        Array.from({ length: 24 }, (_, i) =>
+          t.call('POST', '/v1/consents', {
+            body: { contactId: contact.id, purpose: i % 2 ? 'commercial-email' : 'commercial-sms', channel: i % 2 ? 'email' : 'sms', action: actions[i % 4] },
+          }),
+        ),
+      );
+      expect(responses.map((r) => r.statusCode)).toEqual(Array(24).fill(201));
+      const history = (await t.call('GET', `/v1/contacts/${contact.id}/consents/history`)).json();
+      expect(history.items.map((e: { seq: number }) => e.seq)).toEqual(Array.from({ length: 24 }, (_, i) => i + 1));
+      expect((await t.call('GET', `/v1/contacts/${contact.id}/proof`)).json().chain.ok).toBe(true);
+    });
+
+    it('creates one contact when several consents for a new email arrive at once', async () => {
+      const email = `race-${Date.now()}@example.com`;
+      const responses = await Promise.all(
+        Array.from({ length: 8 }, () =>
+          t.call('POST', '/v1/consents', { body: { email, purpose: 'commercial-email', channel: 'email', action: 'grant' } }),
+        ),
+      );
+      expect(responses.map((r) => r.statusCode)).toEqual(Array(8).fill(201));
+      const found = (await t.call('GET', `/v1/contacts?email=${encodeURIComponent(email)}`)).json();
+      expect(found.items).toHaveLength(1);
+      expect(new Set(responses.map((r) => r.json().contactId))).toEqual(new Set([found.items[0].id]));
+    });
+  });
+
   describe('GET /v1/contacts/:id/proof', () => {
     it('bundles the events, the wording of every cited purpose version and the chain check', async () => {
       const contact = await createContact(t);

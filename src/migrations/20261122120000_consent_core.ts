@@ -5,20 +5,20 @@ import type { Kysely } from 'kysely';
 export async function up(db: Kysely<any>): Promise<void> {
   await db.schema
     .createTable('settings')
-    .addColumn('key', 'text', (c) => c.primaryKey())
+    .addColumn('key', 'text', (c) => c.primaryKey().notNull())
     .addColumn('value', 'text', (c) => c.notNull())
     .execute();
 
   await db.schema
     .createTable('job_runs')
-    .addColumn('job', 'text', (c) => c.primaryKey())
+    .addColumn('job', 'text', (c) => c.primaryKey().notNull())
     .addColumn('last_run_at', 'text', (c) => c.notNull())
     .addColumn('last_result', 'text')
     .execute();
 
   await db.schema
     .createTable('channels')
-    .addColumn('key', 'text', (c) => c.primaryKey())
+    .addColumn('key', 'text', (c) => c.primaryKey().notNull())
     .addColumn('kind', 'text', (c) => c.notNull())
     .addColumn('names', 'text', (c) => c.notNull())
     .addColumn('builtin', 'integer', (c) => c.notNull().defaultTo(0))
@@ -28,7 +28,7 @@ export async function up(db: Kysely<any>): Promise<void> {
 
   await db.schema
     .createTable('purposes')
-    .addColumn('key', 'text', (c) => c.primaryKey())
+    .addColumn('key', 'text', (c) => c.primaryKey().notNull())
     .addColumn('version', 'integer', (c) => c.notNull())
     .addColumn('legal_basis', 'text', (c) => c.notNull())
     .addColumn('channels', 'text', (c) => c.notNull())
@@ -57,7 +57,7 @@ export async function up(db: Kysely<any>): Promise<void> {
 
   await db.schema
     .createTable('fields')
-    .addColumn('key', 'text', (c) => c.primaryKey())
+    .addColumn('key', 'text', (c) => c.primaryKey().notNull())
     .addColumn('type', 'text', (c) => c.notNull())
     .addColumn('purpose_key', 'text', (c) => c.notNull().references('purposes.key'))
     .addColumn('retention_days', 'integer', (c) => c.notNull())
@@ -66,7 +66,7 @@ export async function up(db: Kysely<any>): Promise<void> {
 
   await db.schema
     .createTable('contacts')
-    .addColumn('id', 'text', (c) => c.primaryKey())
+    .addColumn('id', 'text', (c) => c.primaryKey().notNull())
     .addColumn('email', 'text', (c) => c.unique())
     .addColumn('email_hash', 'text')
     .addColumn('phone', 'text', (c) => c.unique())
@@ -99,7 +99,7 @@ export async function up(db: Kysely<any>): Promise<void> {
 
   await db.schema
     .createTable('consent_events')
-    .addColumn('id', 'text', (c) => c.primaryKey())
+    .addColumn('id', 'text', (c) => c.primaryKey().notNull())
     .addColumn('contact_id', 'text', (c) => c.notNull().references('contacts.id'))
     .addColumn('seq', 'integer', (c) => c.notNull())
     .addColumn('purpose_key', 'text', (c) => c.notNull())
@@ -146,14 +146,14 @@ export async function up(db: Kysely<any>): Promise<void> {
 
   await db.schema
     .createTable('chain_heads')
-    .addColumn('contact_id', 'text', (c) => c.primaryKey())
+    .addColumn('contact_id', 'text', (c) => c.primaryKey().notNull())
     .addColumn('seq', 'integer', (c) => c.notNull())
     .addColumn('hash', 'text', (c) => c.notNull())
     .execute();
 
   await db.schema
     .createTable('ledger_checkpoints')
-    .addColumn('id', 'text', (c) => c.primaryKey())
+    .addColumn('id', 'text', (c) => c.primaryKey().notNull())
     .addColumn('created_at', 'text', (c) => c.notNull())
     .addColumn('prev_digest', 'text', (c) => c.notNull())
     .addColumn('digest', 'text', (c) => c.notNull())
@@ -176,7 +176,7 @@ export async function up(db: Kysely<any>): Promise<void> {
 
   await db.schema
     .createTable('api_keys')
-    .addColumn('id', 'text', (c) => c.primaryKey())
+    .addColumn('id', 'text', (c) => c.primaryKey().notNull())
     .addColumn('name', 'text', (c) => c.notNull().unique())
     .addColumn('scope', 'text', (c) => c.notNull())
     .addColumn('key_hash', 'text', (c) => c.notNull())

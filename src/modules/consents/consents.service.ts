@@ -236,11 +236,10 @@ export async function recordConsents(
   try {
     return await run();
   } catch (error) {
-    // Two identical requests raced on one idempotency key: the loser reads the winner's event.
+    // Two requests raced: on one idempotency key, or creating the same contact by email. The
+    // loser runs again and now reads the winner's rows.
     const e = error as { code?: string; message?: string };
-    if (keys.length > 0 && (e.code === '23505' || /UNIQUE constraint failed: consent_events.idempotency_key/.test(e.message ?? ''))) {
-      return run();
-    }
+    if (e.code === '23505' || /UNIQUE constraint failed/.test(e.message ?? '')) return run();
     throw error;
   }
 }
