@@ -35,9 +35,13 @@ export const addDays = (d: Date | string, days: number): Date =>
 
 export function parseInstant(value: string): Date | undefined {
   // Accept full ISO date-times with an offset or Z, and plain dates (taken as UTC midnight).
-  if (!/^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2}))?$/.test(value)) {
-    return undefined;
-  }
+  const m = /^(\d{4})-(\d{2})-(\d{2})([T ](\d{2}):(\d{2})(:(\d{2})(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2}))?$/.exec(value);
+  if (!m) return undefined;
+  // Date() rolls impossible dates over (2026-02-30 becomes 2 March, 24:00 the next day): refuse them.
+  const n = (i: number) => Number(m[i] ?? 0);
+  const [month, day] = [n(2), n(3)];
+  const daysInMonth = new Date(Date.UTC(n(1), month, 0)).getUTCDate();
+  if (month < 1 || month > 12 || day < 1 || day > daysInMonth || n(5) > 23 || n(6) > 59 || n(8) > 59) return undefined;
   const d = new Date(value);
   return Number.isNaN(d.getTime()) ? undefined : d;
 }

@@ -1,5 +1,6 @@
 // Factories: valid inputs with unique addresses, overridable field by field.
 import { randomBytes } from 'node:crypto';
+import { normalizePhone } from '../../src/platform/addresses.ts';
 import type { TestApp } from './build-app.ts';
 
 let counter = 0;
@@ -9,10 +10,12 @@ export function buildContact(overrides: Record<string, unknown> = {}): Record<st
   return { email: `person-${unique()}@example.com`, firstName: 'Camille', lastName: 'Martin', locale: 'fr', ...overrides };
 }
 
-/** A valid French mobile number, different each call. */
+/** A valid French mobile number, different each call (some 06 ranges are unallocated: retry). */
 export function frenchMobile(): string {
-  const n = Math.floor(Math.random() * 100_000_000);
-  return `+336${String(n).padStart(8, '0')}`;
+  for (;;) {
+    const n = `+336${String(Math.floor(Math.random() * 100_000_000)).padStart(8, '0')}`;
+    if (normalizePhone(n, 'FR') === n) return n;
+  }
 }
 
 export async function createContact(t: TestApp, overrides: Record<string, unknown> = {}): Promise<{ id: string } & Record<string, unknown>> {

@@ -156,10 +156,15 @@ async function prepare(ctx: AppContext, input: ConsentInput, path: string, inter
   let occurredAt: string | undefined;
   if (input.occurredAt !== undefined) {
     const at = parseInstant(input.occurredAt);
+    const now = ctx.clock.now();
     if (!at) errors.push({ path: `${path}/occurredAt`, message: 'must be an ISO-8601 date-time' });
-    else if (at.getTime() > ctx.clock.now().getTime() + FUTURE_SKEW_MS) {
+    else if (at.getTime() > now.getTime() + FUTURE_SKEW_MS) {
       throw new DomainError('occurred_in_future', 'occurredAt is in the future', [{ path: `${path}/occurredAt`, message: 'is in the future' }]);
-    } else occurredAt = iso(at);
+    } else {
+      // A time within the tolerated skew ahead of our clock is taken as now: kept ahead, it would
+      // make the person's next action (a withdrawal a minute later) look late, and so ignored.
+      occurredAt = iso(at.getTime() > now.getTime() ? now : at);
+    }
   }
   if (errors.length > 0) throw new DomainError('validation_failed', errors.map((e) => `${e.path} ${e.message}`).join('; '), errors);
 
