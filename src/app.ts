@@ -29,6 +29,17 @@ function fieldErrors(error: FastifyError): FieldError[] {
   });
 }
 
+/** The first string holding U+0000, as a path: PostgreSQL text cannot store it (SQLite can). */
+function nulPath(value: unknown, path: string): string | undefined {
+  if (typeof value === 'string') return value.includes('\u0000') ? path : undefined;
+  if (value === null || typeof value !== 'object') return undefined;
+  for (const [key, item] of Object.entries(value)) {
+    const found = key.includes('\u0000') ? `${path}/${key}` : nulPath(item, `${path}/${key}`);
+    if (found) return found;
+  }
+  return undefined;
+}
+
 function asDomainError(error: FastifyError): DomainError {
   if (error instanceof DomainError) return error;
   if (error.validation) {
@@ -84,6 +95,14 @@ export async function buildApp(ctx: AppContext): Promise<App> {
       throw new DomainError('forbidden', `This route needs a key with scope "${needs}" (this key has "${principal.scope}")`);
     }
     request.requestContext.actor = { type: 'api_key', id: principal.id, name: principal.name };
+  });
+
+  // Refused on both stores alike, before PostgreSQL would turn it into a 500.
+  app.addHook('preValidation', async (request) => {
+    for (const [part, value] of [['body', request.body], ['querystring', request.query], ['params', request.params]] as const) {
+      const path = nulPath(value, `/${part}`);
+      if (path) throw new DomainError('validation_failed', `${path} holds a NUL character`, [{ path, message: 'must not hold a NUL character (U+0000)' }]);
+    }
   });
 
   // Access log: route pattern and status only, never the raw URL (it may carry an email) nor the IP.

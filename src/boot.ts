@@ -18,7 +18,11 @@ export interface BootOptions {
 }
 
 export async function createContext(config: Config, options: BootOptions = {}): Promise<AppContext> {
-  const db = createDb(config.database, { pgPoolSize: config.pgPoolSize });
+  const logger = options.logger ?? createLogger(config.logLevel);
+  const db = createDb(config.database, {
+    pgPoolSize: config.pgPoolSize,
+    onIdleError: (error) => logger.warn({ err: error }, 'an idle database connection failed and was dropped'),
+  });
   try {
     if (options.migrate !== false) await migrateToLatest(db.kysely);
     const ctx: AppContext = {
@@ -26,7 +30,7 @@ export async function createContext(config: Config, options: BootOptions = {}): 
       db,
       clock: options.clock ?? systemClock,
       newId: createIdGenerator(),
-      logger: options.logger ?? createLogger(config.logLevel),
+      logger,
       secret: '',
       cache: new Map(),
     };

@@ -81,6 +81,14 @@ class ImmediateSqliteDialect extends SqliteDialect {
   }
 }
 
+/**
+ * Settings of the read-only hot-path connection (decisions, key checks): reads through a memory
+ * map instead of a read() per page (SQLite caps the map at its compile-time limit, 2 GiB in
+ * better-sqlite3's build) and a larger page cache. Safe with WAL: the map covers the main file
+ * only, and the connection never writes.
+ */
+export const SQLITE_READER_PRAGMAS = ['mmap_size = 17179869184', 'cache_size = -32768'] as const;
+
 function openSqlite(file: string): SqliteDatabase.Database {
   if (file !== ':memory:') mkdirSync(dirname(file), { recursive: true });
   const sqlite = new SqliteDatabase(file);
@@ -91,7 +99,10 @@ function openSqlite(file: string): SqliteDatabase.Database {
   return sqlite;
 }
 
-export function createDb(database: Config['database'], options: { pgPoolSize?: number } = {}): Db {
+export function createDb(
+  database: Config['database'],
+  options: { pgPoolSize?: number; onIdleError?: (error: Error) => void } = {},
+): Db {
   if (database.dialect === 'sqlite') {
     const writer = openSqlite(database.file);
     const kysely = new Kysely<Database>({ dialect: new ImmediateSqliteDialect(writer) });
@@ -102,6 +113,7 @@ export function createDb(database: Config['database'], options: { pgPoolSize?: n
         reader =
           database.file === ':memory:' ? writer : new SqliteDatabase(database.file, { readonly: true, fileMustExist: true });
         reader.pragma('busy_timeout = 5000');
+        if (reader !== writer) for (const pragma of SQLITE_READER_PRAGMAS) reader.pragma(pragma);
       }
       return reader;
     };
@@ -124,6 +136,9 @@ export function createDb(database: Config['database'], options: { pgPoolSize?: n
   }
 
   const pool = new pg.Pool({ connectionString: database.url, max: options.pgPoolSize ?? 10 });
+  // An idle connection the server ends (restart, failover, pg_terminate_backend) is an 'error'
+  // event on the pool: unheard, it would crash the process. The pool drops that client already.
+  pool.on('error', (error) => options.onIdleError?.(error));
   const kysely = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
   return {
     kysely,

@@ -27,13 +27,27 @@ export const redactPaths = [
   'req.headers',
 ];
 
+// Database drivers quote the offending row in their errors (PostgreSQL: "Key (email)=(…) already
+// exists", "Failing row contains (…)"): those fields go, and addresses are scrubbed from the text.
+const driverValueFields = ['detail', 'where', 'parameters', 'sql'];
+const EMAIL_LIKE = /[^\s@"'()<>,;:=/\\]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}/g; // not node_modules/@scope/x.js
+const PHONE_LIKE = /\+\d[\d ().-]{6,18}\d/g;
+const scrub = (text: string) => text.replace(EMAIL_LIKE, '[email]').replace(PHONE_LIKE, '[phone]');
+
+export function serializeError(error: Error): Record<string, unknown> {
+  const out = pino.stdSerializers.err(error) as unknown as Record<string, unknown>;
+  for (const field of driverValueFields) if (field in out) out[field] = '[redacted]';
+  for (const field of ['message', 'stack'] as const) if (typeof out[field] === 'string') out[field] = scrub(out[field]);
+  return out;
+}
+
 export function createLogger(level: string, destination?: DestinationStream): Logger {
   const options = {
     level,
     base: { service: 'assent' },
     redact: { paths: redactPaths, censor: '[redacted]' },
     serializers: {
-      err: pino.stdSerializers.err,
+      err: serializeError,
     },
   };
   return destination ? pino(options, destination) : pino(options);
