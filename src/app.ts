@@ -1,4 +1,6 @@
 // Builds the HTTP app from a context: schemas, auth, one error model, the module routes.
+import formbody from '@fastify/formbody';
+import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
@@ -6,12 +8,17 @@ import Fastify, { type FastifyBaseLogger, type FastifyError, LogController } fro
 import { Type } from 'typebox';
 import { authenticate, scopeAllows } from './modules/auth/index.ts';
 import { channelRoutes } from './modules/channels/index.ts';
+import { collectionRoutes } from './modules/collection/index.ts';
 import { consentRoutes } from './modules/consents/index.ts';
+import { messagingRoutes } from './modules/messaging/index.ts';
+import { chooseLang } from './pages/i18n.ts';
+import { sendMessagePage } from './pages/render.ts';
 import { contactRoutes } from './modules/contacts/index.ts';
 import { governanceRoutes } from './modules/governance/index.ts';
 import { purposeRoutes } from './modules/purposes/index.ts';
 import { suppressionRoutes } from './modules/suppressions/index.ts';
 import type { AppContext } from './platform/context.ts';
+import { LazyChildLogger } from './platform/logger.ts';
 import { DomainError, type FieldError, type ProblemCode, toProblem } from './platform/errors.ts';
 import { type App, ProblemSchema } from './platform/http.ts';
 
@@ -63,11 +70,19 @@ export async function buildApp(ctx: AppContext): Promise<App> {
     loggerInstance: ctx.logger as FastifyBaseLogger,
     // Fastify's own request lines would print the raw URL; ours (onResponse below) do not.
     logController: new LogController({ disableRequestLogging: true }),
+    // Each request's child logger is made only when a line is written (platform/logger.ts).
+    childLoggerFactory: (logger, bindings, options) =>
+      Object.keys(options).length === 0
+        ? (new LazyChildLogger(logger as unknown as ConstructorParameters<typeof LazyChildLogger>[0], bindings) as unknown as FastifyBaseLogger)
+        : logger.child(bindings, options),
     bodyLimit: ctx.config.bodyLimitBytes,
     ajv: { customOptions: { coerceTypes: false, allErrors: true, removeAdditional: false } },
+    // Link tokens travel in the path.
+    routerOptions: { maxParamLength: 1000 },
   }).withTypeProvider<TypeBoxTypeProvider>() as App;
 
   app.addSchema(ProblemSchema);
+  await app.register(rateLimit, { global: false });
 
   await app.register(swagger, {
     openapi: {
@@ -113,9 +128,20 @@ export async function buildApp(ctx: AppContext): Promise<App> {
     );
   });
 
-  app.setErrorHandler((error: FastifyError, request, reply) => {
+  app.setErrorHandler(async (error: FastifyError, request, reply) => {
     const domain = asDomainError(error);
     if (domain.status >= 500) request.log.error({ err: error, route: request.routeOptions.url }, 'request failed');
+    if (request.routeOptions.config?.page && !request.headers['content-type']?.includes('json')) {
+      // People get a page they can read, never a stack trace.
+      const lang = chooseLang((request.query as Record<string, unknown> | undefined)?.lang, null, request.headers['accept-language']);
+      const key =
+        domain.status === 429
+          ? { title: 'rate_limited_title', text: 'rate_limited_text' }
+          : domain.status >= 500
+            ? { title: 'error_title', text: 'error_text' }
+            : { title: 'invalid_title', text: 'invalid_text' };
+      return sendMessagePage(ctx, reply, key, { lang, status: domain.status });
+    }
     return reply.code(domain.status).type(PROBLEM).send(toProblem(domain));
   });
 
@@ -139,6 +165,12 @@ export async function buildApp(ctx: AppContext): Promise<App> {
   governanceRoutes(app, ctx);
   suppressionRoutes(app, ctx);
   consentRoutes(app, ctx);
+  messagingRoutes(app, ctx);
+  // Public pages take HTML form posts; the API keeps to JSON.
+  await app.register(async (pages) => {
+    await pages.register(formbody, { bodyLimit: 65_536 });
+    collectionRoutes(pages as App, ctx);
+  });
 
   await app.ready();
   return app;

@@ -3,11 +3,14 @@ import type { Config } from './config.ts';
 import { createDb } from './database.ts';
 import { migrateToLatest } from './migrations/index.ts';
 import { ensureBuiltinChannels } from './modules/channels/index.ts';
+import { registerCollection } from './modules/collection/index.ts';
+import { builtinTemplates, ensureBuiltinTemplates } from './modules/messaging/index.ts';
 import { ensureBuiltinPurposes } from './modules/purposes/index.ts';
 import { type Clock, systemClock } from './platform/clock.ts';
 import type { AppContext } from './platform/context.ts';
 import { createIdGenerator } from './platform/ids.ts';
 import { createLogger, type Logger } from './platform/logger.ts';
+import { createMailer } from './platform/mailer.ts';
 import { resolveSecret } from './platform/secret.ts';
 
 export interface BootOptions {
@@ -33,15 +36,27 @@ export async function createContext(config: Config, options: BootOptions = {}): 
       logger,
       secret: '',
       cache: new Map(),
+      mailer: createMailer(config.mail),
+      consentHooks: [],
+      background: new Set(),
     };
     ctx.secret = await resolveSecret(db.kysely, config.secret);
     if (options.migrate !== false) {
       await ensureBuiltinChannels(ctx);
       await ensureBuiltinPurposes(ctx);
+      await ensureBuiltinTemplates(ctx, builtinTemplates);
     }
+    registerCollection(ctx);
     return ctx;
   } catch (error) {
     await db.close();
     throw error;
   }
+}
+
+/** Waits for background work (mail being sent), then closes the mailer and the store. */
+export async function closeContext(ctx: AppContext): Promise<void> {
+  await Promise.allSettled([...ctx.background]);
+  await ctx.mailer.close();
+  await ctx.db.close();
 }

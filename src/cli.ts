@@ -36,7 +36,8 @@ async function withContext<T>(work: (ctx: AppContext) => Promise<T>, options: { 
   try {
     return await work(ctx);
   } finally {
-    await ctx.db.close();
+    const { closeContext } = await import('./boot.ts');
+    await closeContext(ctx);
   }
 }
 

@@ -15,6 +15,16 @@ export interface Config {
   bodyLimitBytes: number;
   pgPoolSize: number;
   publicUrl: string;
+  mail: {
+    smtpUrl: string | undefined;
+    smtpPoolSize: number;
+    from: string;
+    unsubscribeMailto: string;
+    dkim: { domain: string; selector: string; privateKeyFile: string } | undefined;
+  };
+  company: { name: string; address: string; logoUrl: string | undefined };
+  doubleOptInExpiryDays: number;
+  rateLimitPerMinute: number;
 }
 
 export class ConfigError extends Error {
@@ -83,6 +93,18 @@ export function loadConfig(env: Env = process.env): Config {
   const publicUrl = env.PUBLIC_URL || '';
   if (publicUrl && !/^https?:\/\/[^\s/]+/.test(publicUrl)) problems.push(`PUBLIC_URL must be an http(s) URL (got "${publicUrl}")`);
 
+  const smtpUrl = env.SMTP_URL || undefined;
+  if (smtpUrl && !/^smtps?:\/\/[^\s]+$/.test(smtpUrl)) problems.push('SMTP_URL must look like smtp://user:pass@host:587 or smtps://host:465');
+  const from = env.MAIL_FROM || 'Assent <no-reply@localhost>';
+  const fromAddress = /<([^>]+)>\s*$/.exec(from)?.[1] ?? from;
+  if (!/^[^\s@<>]+@[^\s@<>]+$/.test(fromAddress)) problems.push(`MAIL_FROM must be an address, e.g. "Shop <news@shop.example>" (got "${from}")`);
+  const unsubscribeMailto = env.UNSUBSCRIBE_MAILTO || fromAddress;
+  const dkimParts = [env.DKIM_DOMAIN, env.DKIM_SELECTOR, env.DKIM_PRIVATE_KEY_FILE];
+  const dkimSet = dkimParts.filter(Boolean).length;
+  if (dkimSet > 0 && dkimSet < 3) problems.push('DKIM_DOMAIN, DKIM_SELECTOR and DKIM_PRIVATE_KEY_FILE go together: set all three or none');
+  const logoUrl = env.COMPANY_LOGO_URL || undefined;
+  if (logoUrl && !/^(https?:\/\/|\/)/.test(logoUrl)) problems.push('COMPANY_LOGO_URL must be an http(s) URL or a path');
+
   const config: Config = {
     databaseUrl,
     database: typeof database === 'string' ? { dialect: 'sqlite', file: '' } : database,
@@ -97,6 +119,19 @@ export function loadConfig(env: Env = process.env): Config {
     bodyLimitBytes: int('BODY_LIMIT_BYTES', 1_048_576, 1024, 104_857_600),
     pgPoolSize: int('PG_POOL_SIZE', 10, 1, 200),
     publicUrl: '',
+    mail: {
+      smtpUrl,
+      smtpPoolSize: int('SMTP_POOL_SIZE', 5, 1, 50),
+      from,
+      unsubscribeMailto,
+      dkim:
+        dkimSet === 3
+          ? { domain: env.DKIM_DOMAIN as string, selector: env.DKIM_SELECTOR as string, privateKeyFile: env.DKIM_PRIVATE_KEY_FILE as string }
+          : undefined,
+    },
+    company: { name: env.COMPANY_NAME || 'Assent', address: env.COMPANY_ADDRESS || '', logoUrl },
+    doubleOptInExpiryDays: int('DOUBLE_OPT_IN_EXPIRY_DAYS', 7, 1, 365),
+    rateLimitPerMinute: int('RATE_LIMIT_PER_MINUTE', 30, 1, 100000),
   };
   config.publicUrl = (publicUrl || `http://localhost:${config.port}`).replace(/\/+$/, '');
 

@@ -25,6 +25,8 @@ import type {
 } from './modules/consents/consents.table.ts';
 import type { ContactsTable, FieldsTable } from './modules/contacts/contacts.table.ts';
 import type { PurposesTable, PurposeVersionsTable } from './modules/purposes/purposes.table.ts';
+import type { FormRendersTable, FormsTable, UsedTokensTable } from './modules/collection/collection.table.ts';
+import type { MessagesTable, TemplatesTable } from './modules/messaging/messaging.table.ts';
 import type { JobRunsTable, SettingsTable } from './modules/scheduler/scheduler.table.ts';
 import type { SuppressionsTable } from './modules/suppressions/suppressions.table.ts';
 
@@ -43,6 +45,11 @@ export interface Database {
   ledger_checkpoints: LedgerCheckpointsTable;
   ledger_checkpoint_entries: LedgerCheckpointEntriesTable;
   api_keys: ApiKeysTable;
+  messages: MessagesTable;
+  templates: TemplatesTable;
+  forms: FormsTable;
+  form_renders: FormRendersTable;
+  used_tokens: UsedTokensTable;
 }
 
 export type Dialect = 'sqlite' | 'postgres';
@@ -82,12 +89,13 @@ class ImmediateSqliteDialect extends SqliteDialect {
 }
 
 /**
- * Settings of the read-only hot-path connection (decisions, key checks): reads through a memory
- * map instead of a read() per page (SQLite caps the map at its compile-time limit, 2 GiB in
- * better-sqlite3's build) and a larger page cache. Safe with WAL: the map covers the main file
- * only, and the connection never writes.
+ * Settings of the read-only hot-path connection (decisions, key checks): pages are read through
+ * a memory map instead of a read() call each (SQLite caps the map at its compile-time limit,
+ * 2 GiB in better-sqlite3's build) and kept in a page cache of up to 256 MiB (filled only as
+ * pages are read). Safe with WAL: the map covers the main file only and this connection never
+ * writes. Measured on 1M contacts: a decision's query runs 20–30% faster (bench/RESULTS.md).
  */
-export const SQLITE_READER_PRAGMAS = ['mmap_size = 17179869184', 'cache_size = -32768'] as const;
+export const SQLITE_READER_PRAGMAS = ['mmap_size = 17179869184', 'cache_size = -262144'] as const;
 
 function openSqlite(file: string): SqliteDatabase.Database {
   if (file !== ':memory:') mkdirSync(dirname(file), { recursive: true });
@@ -107,7 +115,9 @@ export function createDb(
     const writer = openSqlite(database.file);
     const kysely = new Kysely<Database>({ dialect: new ImmediateSqliteDialect(writer) });
     let reader: SqliteDatabase.Database | undefined;
-    const statements = new Map<string, SqliteDatabase.Statement>();
+    // Each hot-path statement is prepared once; rows come back as arrays (raw mode) and are keyed
+    // here, which costs less than better-sqlite3 building each row object (~10% of a decision).
+    const statements = new Map<string, { statement: SqliteDatabase.Statement; columns: string[] | null }>();
     const readerFor = (): SqliteDatabase.Database => {
       if (!reader) {
         reader =
@@ -121,12 +131,25 @@ export function createDb(
       kysely,
       dialect: 'sqlite',
       async read<R>(query: CompiledQuery<R>): Promise<R[]> {
-        let statement = statements.get(query.sql);
-        if (!statement) {
-          statement = readerFor().prepare(query.sql);
-          statements.set(query.sql, statement);
+        let entry = statements.get(query.sql);
+        if (!entry) {
+          const statement = readerFor().prepare(query.sql);
+          const columns = statement.reader ? statement.columns().map((c) => c.name) : null;
+          if (columns) statement.raw(true);
+          entry = { statement, columns };
+          statements.set(query.sql, entry);
         }
-        return statement.all(...(query.parameters as unknown[])) as R[];
+        const { statement, columns } = entry;
+        if (!columns) return statement.all(...(query.parameters as unknown[])) as R[];
+        const rows = statement.all(...(query.parameters as unknown[])) as unknown[][];
+        const out: Record<string, unknown>[] = new Array(rows.length);
+        for (let r = 0; r < rows.length; r += 1) {
+          const row = rows[r] as unknown[];
+          const object: Record<string, unknown> = {};
+          for (let k = 0; k < columns.length; k += 1) object[columns[k] as string] = row[k];
+          out[r] = object;
+        }
+        return out as R[];
       },
       async close() {
         await kysely.destroy();

@@ -1,5 +1,6 @@
 // Starts the HTTP server and the in-process scheduler tick; stops both cleanly on a signal.
 import { buildApp } from './app.ts';
+import { closeContext } from './boot.ts';
 import { runDueJobs } from './modules/scheduler/index.ts';
 import type { AppContext } from './platform/context.ts';
 
@@ -24,6 +25,6 @@ export async function startServer(ctx: AppContext, options: { port: number; host
     if (timer) clearTimeout(timer);
     await app.close();
     await running;
-    await ctx.db.close();
+    await closeContext(ctx);
   };
 }

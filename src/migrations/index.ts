@@ -1,9 +1,11 @@
 // Runs the migrations (listed here, in order) on either store.
 import { type Kysely, type Migration, Migrator } from 'kysely';
 import * as consentCore from './20261122120000_consent_core.ts';
+import * as collection from './20261122180000_collection.ts';
 
 const migrations: Record<string, Migration> = {
   '20261122120000_consent_core': consentCore,
+  '20261122180000_collection': collection,
 };
 
 export async function migrateToLatest(db: Kysely<any>): Promise<string[]> {

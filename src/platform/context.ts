@@ -3,7 +3,15 @@ import type { Config } from '../config.ts';
 import type { Db } from '../database.ts';
 import type { Clock } from './clock.ts';
 import type { IdGenerator } from './ids.ts';
+import type { Executor } from '../database.ts';
 import type { Logger } from './logger.ts';
+import type { Mailer } from './mailer.ts';
+
+/** Called inside the transaction that recorded consent events (e.g. to queue a double opt-in mail). */
+export type ConsentEventsHook = (
+  trx: Executor,
+  events: Array<{ id: string; contactId: string; purpose: string; channel: string; action: string; status: string; sourceType: string }>,
+) => Promise<void | (() => void)>;
 
 export interface AppContext {
   config: Config;
@@ -15,6 +23,10 @@ export interface AppContext {
   secret: string;
   /** Small in-process caches of configuration, invalidated on local writes and by age. */
   cache: Map<string, { at: number; value: unknown }>;
+  mailer: Mailer;
+  consentHooks: ConsentEventsHook[];
+  /** Work started in the background (mail dispatch): awaited before closing. */
+  background: Set<Promise<unknown>>;
 }
 
 export type ActorType = 'api_key' | 'cli' | 'system' | 'person';

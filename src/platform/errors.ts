@@ -32,6 +32,13 @@ export const problemCodes = {
   occurred_in_future: { status: 422, title: 'occurredAt is in the future' },
   idempotency_conflict: { status: 409, title: 'Idempotency key reused with another request' },
   rate_limited: { status: 429, title: 'Too many requests' },
+  template_missing_opt_out: { status: 422, title: 'A marketing template must offer an opt-out' },
+  template_invalid: { status: 422, title: 'The template does not parse' },
+  template_not_found: { status: 404, title: 'No such template' },
+  message_not_found: { status: 404, title: 'No such message' },
+  form_not_found: { status: 404, title: 'No such form' },
+  csrf_failed: { status: 403, title: 'The form expired or was not ours: reload the page and send it again' },
+  origin_not_allowed: { status: 403, title: 'This origin may not post to this form' },
   internal: { status: 500, title: 'Internal error' },
 } as const;
 

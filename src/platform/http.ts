@@ -16,6 +16,8 @@ declare module 'fastify' {
   interface FastifyContextConfig {
     /** The least API key scope a route needs; routes without one are public. */
     scope?: Scope;
+    /** A public HTML page: errors are answered as a page, not problem+json. */
+    page?: boolean;
   }
   interface FastifyRequest {
     requestContext: RequestContext;

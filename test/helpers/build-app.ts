@@ -2,7 +2,7 @@
 import { Writable } from 'node:stream';
 import type { LightMyRequestResponse } from 'fastify';
 import { buildApp } from '../../src/app.ts';
-import { createContext } from '../../src/boot.ts';
+import { closeContext, createContext } from '../../src/boot.ts';
 import { loadConfig } from '../../src/config.ts';
 import type { Dialect } from '../../src/database.ts';
 import { createKey } from '../../src/modules/auth/index.ts';
@@ -71,7 +71,7 @@ export async function buildTestApp(
     },
     async close() {
       await app.close();
-      await ctx.db.close();
+      await closeContext(ctx);
       await database.drop();
     },
   };

@@ -1,7 +1,8 @@
 import type { Executor } from '../../database.ts';
 import type { ChannelsTable } from './channels.table.ts';
 
-export const listChannelRows = (db: Executor) => db.selectFrom('channels').selectAll().orderBy('key').execute();
+/** A query, not rows: configuration is read through the hot-path reader (never waits on a writer). */
+export const listChannelsQuery = (db: Executor) => db.selectFrom('channels').selectAll().orderBy('key').compile();
 
 export const findChannelRow = (db: Executor, key: string) =>
   db.selectFrom('channels').selectAll().where('key', '=', key).executeTakeFirst();

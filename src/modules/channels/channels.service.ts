@@ -1,7 +1,7 @@
 import { iso } from '../../platform/clock.ts';
 import { type AppContext, cached, invalidate } from '../../platform/context.ts';
 import { DomainError } from '../../platform/errors.ts';
-import { findChannelRow, insertChannelRow, listChannelRows, updateChannelRow } from './channels.repository.ts';
+import { findChannelRow, insertChannelRow, listChannelsQuery, updateChannelRow } from './channels.repository.ts';
 import type { ChannelsTable } from './channels.table.ts';
 
 export const channelKinds = ['email', 'sms', 'phone', 'postal', 'web', 'other'] as const;
@@ -43,7 +43,7 @@ export async function ensureBuiltinChannels(ctx: AppContext): Promise<void> {
 }
 
 export const listChannels = (ctx: AppContext): Promise<Channel[]> =>
-  cached(ctx, 'channels', async () => (await listChannelRows(ctx.db.kysely)).map(toChannel));
+  cached(ctx, 'channels', async () => (await ctx.db.read(listChannelsQuery(ctx.db.kysely))).map(toChannel));
 
 export async function getChannel(ctx: AppContext, key: string): Promise<Channel | undefined> {
   return (await listChannels(ctx)).find((c) => c.key === key);

@@ -92,6 +92,8 @@ export interface RecordOptions {
   paths?: string[];
   /** Internal callers (expiry job) may record actions the API does not take. */
   internal?: boolean;
+  /** More writes that must commit or roll back with the events (a spent link token, a suppression). */
+  inTransaction?: (trx: Executor) => Promise<void>;
 }
 
 const FUTURE_SKEW_MS = 5 * 60_000;
@@ -216,8 +218,10 @@ export async function recordConsents(
     throw new DomainError('idempotency_conflict', 'The same idempotency key appears twice in one request');
   }
 
+  const afterCommit: Array<() => void> = [];
   const run = () =>
     ctx.db.kysely.transaction().execute(async (trx) => {
+      afterCommit.length = 0;
       const results: Array<{ event: ConsentEvent; created: boolean } | undefined> = new Array(prepared.length);
       const existing = new Map((await findEventsByIdempotencyKeys(trx, keys)).map((r) => [r.idempotency_key, r]));
       const todo: Array<{ index: number; p: Prepared }> = [];
@@ -234,17 +238,32 @@ export async function recordConsents(
         }
         results[index] = { event: toEvent(found), created: false };
       }
-      if (todo.length > 0) await appendEvents(ctx, trx, req, todo, results);
+      if (todo.length > 0) {
+        await appendEvents(ctx, trx, req, todo, results);
+        const created = todo.map(({ index }) => (results[index] as { event: ConsentEvent }).event);
+        const summary = created.map((e) => ({ id: e.id, contactId: e.contactId, purpose: e.purpose, channel: e.channel, action: e.action, status: e.status, sourceType: e.source.type }));
+        for (const hook of ctx.consentHooks) {
+          const then = await hook(trx, summary);
+          if (then) afterCommit.push(then);
+        }
+      }
+      await options.inTransaction?.(trx);
       return results as Array<{ event: ConsentEvent; created: boolean }>;
     });
 
   try {
-    return await run();
+    const results = await run();
+    for (const then of afterCommit) then();
+    return results;
   } catch (error) {
     // Two requests raced: on one idempotency key, or creating the same contact by email. The
     // loser runs again and now reads the winner's rows.
     const e = error as { code?: string; message?: string };
-    if (e.code === '23505' || /UNIQUE constraint failed/.test(e.message ?? '')) return run();
+    if (e.code === '23505' || /UNIQUE constraint failed/.test(e.message ?? '')) {
+      const results = await run();
+      for (const then of afterCommit) then();
+      return results;
+    }
     throw error;
   }
 }

@@ -239,3 +239,36 @@ export async function expireConsents(ctx: AppContext, at: Date): Promise<number>
     total += due.length;
   }
 }
+
+/** Records `expired` for double opt-in requests still pending `days` after they were made. */
+export async function expirePending(ctx: AppContext, at: Date, days: number): Promise<number> {
+  let total = 0;
+  const cutoff = iso(new Date(at.getTime() - days * 86_400_000));
+  for (;;) {
+    const due = await ctx.db.kysely
+      .selectFrom('consent_states as s')
+      .innerJoin('contacts as c', 'c.id', 's.contact_id')
+      .select(['s.contact_id', 's.purpose_key', 's.channel_key', 's.since'])
+      .where('s.status', '=', 'pending')
+      .where('s.since', '<=', cutoff)
+      .where('c.erased_at', 'is', null)
+      .orderBy('s.since')
+      .limit(PAGE)
+      .execute();
+    if (due.length === 0) return total;
+    await recordConsents(
+      ctx,
+      systemRequest('double-opt-in-expiry'),
+      due.map((d) => ({
+        contactId: d.contact_id,
+        purpose: d.purpose_key,
+        channel: d.channel_key,
+        action: 'expired' as const,
+        source: { type: 'system', ref: 'double-opt-in-expiry' },
+        occurredAt: iso(new Date(new Date(d.since).getTime() + days * 86_400_000)),
+      })),
+      { internal: true },
+    );
+    total += due.length;
+  }
+}

@@ -50,7 +50,7 @@ export const touchInteractionRows = (db: Executor, ids: string[], at: string) =>
         .where((eb) => eb.or([eb('last_interaction_at', 'is', null), eb('last_interaction_at', '<', at)]))
         .execute();
 
-export const listFieldRows = (db: Executor) => db.selectFrom('fields').selectAll().orderBy('key').execute();
+export const listFieldsQuery = (db: Executor) => db.selectFrom('fields').selectAll().orderBy('key').compile();
 
 export const insertFieldRow = (db: Executor, row: FieldsTable) =>
   db.insertInto('fields').values(row).onConflict((oc) => oc.column('key').doNothing()).executeTakeFirst();

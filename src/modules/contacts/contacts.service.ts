@@ -11,7 +11,7 @@ import {
   insertContactRows,
   insertFieldRow,
   listContactRows,
-  listFieldRows,
+  listFieldsQuery,
   updateContactRow,
 } from './contacts.repository.ts';
 import type { ContactsTable, FieldsTable } from './contacts.table.ts';
@@ -105,7 +105,7 @@ const toField = (row: FieldsTable): Field => ({
 });
 
 export const listFields = (ctx: AppContext): Promise<Field[]> =>
-  cached(ctx, 'fields', async () => (await listFieldRows(ctx.db.kysely)).map(toField));
+  cached(ctx, 'fields', async () => (await ctx.db.read(listFieldsQuery(ctx.db.kysely))).map(toField));
 
 export async function declareField(ctx: AppContext, input: Omit<Field, 'createdAt'>): Promise<Field> {
   await requirePurpose(ctx, input.purpose);

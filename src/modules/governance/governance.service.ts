@@ -6,6 +6,7 @@ import type { AppContext, RequestContext } from '../../platform/context.ts';
 import { listChannels } from '../channels/index.ts';
 import { eraseEvidence, listEventsOfContact, updateEventEvidence } from '../consents/index.ts';
 import { getContactRow, updateContactRow } from '../contacts/index.ts';
+import { eraseMessagesOf } from '../messaging/index.ts';
 import { addSuppressions } from '../suppressions/index.ts';
 
 export async function eraseContact(ctx: AppContext, req: RequestContext, id: string): Promise<{ erased: boolean }> {
@@ -24,6 +25,7 @@ export async function eraseContact(ctx: AppContext, req: RequestContext, id: str
     for (const event of await listEventsOfContact(trx, id)) {
       await updateEventEvidence(trx, event.id, JSON.stringify(eraseEvidence(ctx.secret, JSON.parse(event.evidence))));
     }
+    await eraseMessagesOf(trx, id);
     await updateContactRow(trx, id, {
       email: null,
       email_hash: null,

@@ -1,7 +1,8 @@
 import type { Executor } from '../../database.ts';
 import type { PurposesTable, PurposeVersionsTable } from './purposes.table.ts';
 
-export const listPurposeRows = (db: Executor) =>
+/** A query, not rows: configuration is read through the hot-path reader (never waits on a writer). */
+export const listPurposesQuery = (db: Executor) =>
   db
     .selectFrom('purposes')
     .innerJoin('purpose_versions', (j) =>
@@ -10,9 +11,9 @@ export const listPurposeRows = (db: Executor) =>
     .selectAll('purposes')
     .select(['purpose_versions.title', 'purpose_versions.description', 'purpose_versions.wording_hash'])
     .orderBy('purposes.key')
-    .execute();
+    .compile();
 
-export type PurposeRow = Awaited<ReturnType<typeof listPurposeRows>>[number];
+export type PurposeRow = ReturnType<typeof listPurposesQuery> extends import('kysely').CompiledQuery<infer R> ? R : never;
 
 export const findPurposeRow = (db: Executor, key: string) =>
   db.selectFrom('purposes').selectAll().where('key', '=', key).executeTakeFirst();

@@ -9,7 +9,7 @@ import {
   hasWithdrawals,
   insertPurposeRow,
   insertPurposeVersionRow,
-  listPurposeRows,
+  listPurposesQuery,
   listPurposeVersionRows,
   type PurposeRow,
   updatePurposeRow,
@@ -131,7 +131,7 @@ export const builtinPurposes: PurposeInput[] = [
 ];
 
 export const listPurposes = (ctx: AppContext): Promise<Purpose[]> =>
-  cached(ctx, 'purposes', async () => (await listPurposeRows(ctx.db.kysely)).map(toPurpose));
+  cached(ctx, 'purposes', async () => (await ctx.db.read(listPurposesQuery(ctx.db.kysely))).map(toPurpose));
 
 export async function getPurpose(ctx: AppContext, key: string): Promise<Purpose | undefined> {
   return (await listPurposes(ctx)).find((p) => p.key === key);

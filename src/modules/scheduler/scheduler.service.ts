@@ -3,7 +3,8 @@
 import { sql } from 'kysely';
 import { iso } from '../../platform/clock.ts';
 import type { AppContext } from '../../platform/context.ts';
-import { expireConsents, takeCheckpoint } from '../consents/index.ts';
+import { expireConsents, expirePending, takeCheckpoint } from '../consents/index.ts';
+import { dispatchDue } from '../messaging/index.ts';
 
 export interface JobResult {
   job: string;
@@ -21,6 +22,11 @@ interface Job {
 const jobs: Job[] = [
   { name: 'expire-consents', everySeconds: 0, run: async (ctx, at) => ({ expired: await expireConsents(ctx, at) }) },
   {
+    name: 'expire-double-opt-in',
+    everySeconds: 0,
+    run: async (ctx, at) => ({ expired: await expirePending(ctx, at, ctx.config.doubleOptInExpiryDays) }),
+  },
+  {
     name: 'ledger-checkpoint',
     everySeconds: 3600,
     run: async (ctx) => {
@@ -28,6 +34,8 @@ const jobs: Job[] = [
       return checkpoint ? { digest: checkpoint.digest, heads: checkpoint.heads } : { digest: null, heads: 0 };
     },
   },
+  // Last: send what the jobs above (and the day's work) queued.
+  { name: 'dispatch-messages', everySeconds: 0, run: async (ctx) => dispatchDue(ctx) },
 ];
 
 const SCHEDULER_LOCK = 7_341_001;

@@ -1,0 +1,8 @@
+export { collectionRoutes } from './collection.routes.ts';
+export {
+  type Evidence,
+  linkFor,
+  preferencesLink,
+  registerCollection,
+  unsubscribeLink,
+} from './collection.service.ts';

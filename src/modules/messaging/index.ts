@@ -1,0 +1,14 @@
+export { messagingRoutes } from './messaging.routes.ts';
+export {
+  dispatchDue,
+  type DispatchResult,
+  type EmailRequest,
+  enqueueEmail,
+  eraseMessagesOf,
+  getOutboxMessage,
+  kickDispatch,
+  lastMessageAt,
+  listOutbox,
+} from './messaging.service.ts';
+export { builtinTemplates } from './templates.builtin.ts';
+export { ensureBuiltinTemplates, getTemplate, renderEmail, renderSms, type Template } from './templates.service.ts';

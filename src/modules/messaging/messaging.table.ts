@@ -1,0 +1,30 @@
+export interface MessagesTable {
+  id: string;
+  contact_id: string | null;
+  kind: string;
+  channel_key: string;
+  to_address: string | null;
+  template_key: string;
+  locale: string;
+  subject: string | null;
+  html: string | null;
+  body: string;
+  headers: string; // JSON
+  status: string; // queued | sending | sent | stored | failed
+  attempts: number;
+  last_error: string | null;
+  message_id: string;
+  created_at: string;
+  send_after: string;
+  sent_at: string | null;
+}
+
+export interface TemplatesTable {
+  key: string;
+  channel_kind: string; // email | sms
+  category: string; // transactional | marketing
+  variants: string; // JSON { fr: { subject, html, text } | { body }, en: … }
+  builtin: number;
+  created_at: string;
+  updated_at: string;
+}

@@ -1,0 +1,185 @@
+// Templates marketers can edit (LiquidJS: no code runs), rendered per contact and language.
+import { Liquid } from 'liquidjs';
+import { iso } from '../../platform/clock.ts';
+import { type AppContext, cached, invalidate } from '../../platform/context.ts';
+import { DomainError, type FieldError } from '../../platform/errors.ts';
+import { emailLayout, textFooter } from './templates.builtin.ts';
+import type { TemplatesTable } from './messaging.table.ts';
+
+export type Locale = 'fr' | 'en';
+export interface EmailVariant {
+  subject: string;
+  html: string;
+  text: string;
+}
+export interface SmsVariant {
+  body: string;
+}
+export type Variant = EmailVariant | SmsVariant;
+
+export interface TemplateInput {
+  key: string;
+  channel: 'email' | 'sms';
+  category: 'transactional' | 'marketing';
+  variants: Partial<Record<Locale, Variant>>;
+}
+
+export interface Template extends TemplateInput {
+  builtin: boolean;
+  createdAt: string;
+  updatedAt: string;
+}
+
+const htmlEngine = new Liquid({ outputEscape: 'escape', strictFilters: true, ownPropertyOnly: true });
+const textEngine = new Liquid({ strictFilters: true, ownPropertyOnly: true });
+const parsed = new Map<string, ReturnType<Liquid['parse']>>();
+
+function parse(engine: Liquid, source: string) {
+  const key = `${engine === htmlEngine ? 'h' : 't'}:${source}`;
+  let templates = parsed.get(key);
+  if (!templates) {
+    templates = engine.parse(source);
+    if (parsed.size > 1000) parsed.clear();
+    parsed.set(key, templates);
+  }
+  return templates;
+}
+
+const render = (engine: Liquid, source: string, vars: Record<string, unknown>) =>
+  engine.render(parse(engine, source), vars) as Promise<string>;
+
+const toTemplate = (row: TemplatesTable): Template => ({
+  key: row.key,
+  channel: row.channel_kind as Template['channel'],
+  category: row.category as Template['category'],
+  variants: JSON.parse(row.variants),
+  builtin: row.builtin === 1,
+  createdAt: row.created_at,
+  updatedAt: row.updated_at,
+});
+
+const OPT_OUT_LINK = /\{\{-?\s*links\.unsubscribe\b/;
+
+/** Parses every variant and enforces the opt-out rule on marketing templates (RULES 14). */
+export function checkTemplate(input: TemplateInput): void {
+  const parseErrors: FieldError[] = [];
+  const missing: FieldError[] = [];
+  const locales = Object.keys(input.variants) as Locale[];
+  if (locales.length === 0) throw new DomainError('template_invalid', 'A template needs at least one language', [{ path: '/variants', message: 'add "fr" or "en"' }]);
+  for (const locale of locales) {
+    const variant = input.variants[locale] as Variant;
+    const fields = input.channel === 'email' ? ['subject', 'html', 'text'] : ['body'];
+    for (const field of fields) {
+      const source = (variant as unknown as Record<string, unknown>)[field];
+      if (typeof source !== 'string' || source.trim() === '') {
+        parseErrors.push({ path: `/variants/${locale}/${field}`, message: 'is required' });
+        continue;
+      }
+      try {
+        parse(field === 'html' ? htmlEngine : textEngine, source);
+      } catch (error) {
+        parseErrors.push({ path: `/variants/${locale}/${field}`, message: (error as Error).message.split('\n')[0] ?? 'does not parse' });
+      }
+    }
+    if (input.category === 'marketing') {
+      if (input.channel === 'email') {
+        const v = variant as EmailVariant;
+        if (!OPT_OUT_LINK.test(v.html ?? '')) missing.push({ path: `/variants/${locale}/html`, message: 'must contain {{ links.unsubscribe }}' });
+        if (!OPT_OUT_LINK.test(v.text ?? '')) missing.push({ path: `/variants/${locale}/text`, message: 'must contain {{ links.unsubscribe }}' });
+      } else if (!/\bSTOP\b/.test((variant as SmsVariant).body ?? '')) {
+        missing.push({ path: `/variants/${locale}/body`, message: 'must say how to stop, e.g. "STOP au 36180"' });
+      }
+    }
+  }
+  if (parseErrors.length > 0) throw new DomainError('template_invalid', parseErrors.map((e) => `${e.path} ${e.message}`).join('; '), parseErrors);
+  if (missing.length > 0) {
+    throw new DomainError(
+      'template_missing_opt_out',
+      'Every commercial message carries a free, working opt-out (CPCE L.34-5): add {{ links.unsubscribe }} (email) or a STOP mention (SMS)',
+      missing,
+    );
+  }
+}
+
+export const listTemplates = (ctx: AppContext): Promise<Template[]> =>
+  cached(ctx, 'templates', async () =>
+    (await ctx.db.read(ctx.db.kysely.selectFrom('templates').selectAll().orderBy('key').compile())).map(toTemplate),
+  );
+
+export async function getTemplate(ctx: AppContext, key: string): Promise<Template> {
+  const template = (await listTemplates(ctx)).find((t) => t.key === key);
+  if (!template) throw new DomainError('template_not_found', `There is no template "${key}"`);
+  return template;
+}
+
+export async function saveTemplate(ctx: AppContext, input: TemplateInput, options: { create: boolean; builtin?: boolean }): Promise<Template> {
+  checkTemplate(input);
+  const now = iso(ctx.clock.now());
+  const db = ctx.db.kysely;
+  const existing = await db.selectFrom('templates').selectAll().where('key', '=', input.key).executeTakeFirst();
+  if (options.create && existing) throw new DomainError('key_exists', `A template "${input.key}" exists already`);
+  if (!options.create && !existing) throw new DomainError('template_not_found', `There is no template "${input.key}"`);
+  if (existing && existing.builtin === 1 && (existing.channel_kind !== input.channel || existing.category !== input.category)) {
+    throw new DomainError('builtin_locked', 'A built-in template keeps its channel and category');
+  }
+  const row: TemplatesTable = {
+    key: input.key,
+    channel_kind: input.channel,
+    category: input.category,
+    variants: JSON.stringify(input.variants),
+    builtin: existing?.builtin ?? (options.builtin ? 1 : 0),
+    created_at: existing?.created_at ?? now,
+    updated_at: now,
+  };
+  if (existing) await db.updateTable('templates').set(row).where('key', '=', input.key).execute();
+  else await db.insertInto('templates').values(row).execute();
+  invalidate(ctx, 'templates');
+  return toTemplate(row);
+}
+
+export async function ensureBuiltinTemplates(ctx: AppContext, templates: TemplateInput[]): Promise<void> {
+  const now = iso(ctx.clock.now());
+  for (const t of templates) {
+    await ctx.db.kysely
+      .insertInto('templates')
+      .values({ key: t.key, channel_kind: t.channel, category: t.category, variants: JSON.stringify(t.variants), builtin: 1, created_at: now, updated_at: now })
+      .onConflict((oc) => oc.column('key').doNothing())
+      .execute();
+  }
+  invalidate(ctx, 'templates');
+}
+
+export interface RenderedEmail {
+  subject: string;
+  html: string;
+  text: string;
+  locale: Locale;
+}
+
+export const pickLocale = (template: Template, wanted: string | null | undefined): Locale => {
+  const lang = (wanted ?? '').slice(0, 2) as Locale;
+  if (template.variants[lang]) return lang;
+  return template.variants.fr ? 'fr' : 'en';
+};
+
+/** Renders an email template inside the layout; marketing mail gets the opt-out footer. */
+export async function renderEmail(
+  ctx: AppContext,
+  template: Template,
+  locale: string | null | undefined,
+  vars: Record<string, unknown>,
+): Promise<RenderedEmail> {
+  const lang = pickLocale(template, locale);
+  const variant = template.variants[lang] as EmailVariant;
+  const scope = { company: { name: ctx.config.company.name, address: ctx.config.company.address }, ...vars, lang, marketing: template.category === 'marketing' };
+  const subject = (await render(textEngine, variant.subject, scope)).replace(/\s+/g, ' ').trim();
+  const content = await render(htmlEngine, variant.html, scope);
+  const html = await render(htmlEngine, emailLayout.replace('{{ content }}', '{{ content | raw }}'), { ...scope, subject, content });
+  const text = (await render(textEngine, variant.text, scope)) + (await render(textEngine, textFooter, scope));
+  return { subject, html, text, locale: lang };
+}
+
+export async function renderSms(template: Template, locale: string | null | undefined, vars: Record<string, unknown>): Promise<{ body: string; locale: Locale }> {
+  const lang = pickLocale(template, locale);
+  return { body: (await render(textEngine, (template.variants[lang] as SmsVariant).body, { ...vars, lang })).trim(), locale: lang };
+}
