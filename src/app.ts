@@ -8,7 +8,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyError, LogController } fro
 import { Type } from 'typebox';
 import { authenticate, scopeAllows } from './modules/auth/index.ts';
 import { channelRoutes } from './modules/channels/index.ts';
-import { collectionRoutes } from './modules/collection/index.ts';
+import { collectionRoutes, messageRoutes } from './modules/collection/index.ts';
 import { consentRoutes } from './modules/consents/index.ts';
 import { messagingRoutes } from './modules/messaging/index.ts';
 import { chooseLang } from './pages/i18n.ts';
@@ -166,6 +166,7 @@ export async function buildApp(ctx: AppContext): Promise<App> {
   suppressionRoutes(app, ctx);
   consentRoutes(app, ctx);
   messagingRoutes(app, ctx);
+  messageRoutes(app, ctx);
   // Public pages take HTML form posts; the API keeps to JSON.
   await app.register(async (pages) => {
     await pages.register(formbody, { bodyLimit: 65_536 });

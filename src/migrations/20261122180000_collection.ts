@@ -11,6 +11,7 @@ export async function up(db: Kysely<any>): Promise<void> {
     .addColumn('channel_key', 'text', (c) => c.notNull())
     .addColumn('to_address', 'text')
     .addColumn('template_key', 'text', (c) => c.notNull())
+    .addColumn('purpose_key', 'text')
     .addColumn('locale', 'text', (c) => c.notNull())
     .addColumn('subject', 'text')
     .addColumn('html', 'text')

@@ -37,6 +37,8 @@ export const problemCodes = {
   template_not_found: { status: 404, title: 'No such template' },
   message_not_found: { status: 404, title: 'No such message' },
   form_not_found: { status: 404, title: 'No such form' },
+  contact_not_allowed: { status: 422, title: 'This person may not be contacted for this purpose on this channel' },
+  purpose_required: { status: 422, title: 'A marketing message names the purpose it serves' },
   csrf_failed: { status: 403, title: 'The form expired or was not ours: reload the page and send it again' },
   origin_not_allowed: { status: 403, title: 'This origin may not post to this form' },
   internal: { status: 500, title: 'Internal error' },

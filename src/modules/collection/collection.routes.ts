@@ -3,7 +3,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import type { AppContext, RequestContext } from '../../platform/context.ts';
-import type { App } from '../../platform/http.ts';
+import { type App, problems } from '../../platform/http.ts';
 import { type TokenKind, verifyToken } from '../../platform/tokens.ts';
 import { chooseLang, type Lang, words } from '../../pages/i18n.ts';
 import { sendMessagePage, sendPage, stylesheet } from '../../pages/render.ts';
@@ -15,6 +15,7 @@ import {
   preferencesLink,
   requestPreferencesLink,
   savePreferences,
+  sendEmail,
   unsubscribe,
   unsubscribeView,
 } from './collection.service.ts';
@@ -36,6 +37,30 @@ export function evidenceOf(ctx: AppContext, request: FastifyRequest, path: strin
 }
 
 const personRequest = (request: FastifyRequest): RequestContext => ({ ...request.requestContext, actor: { type: 'person' } });
+
+export function messageRoutes(app: App, ctx: AppContext): void {
+  app.post(
+    '/v1/messages',
+    {
+      config: { scope: 'write' },
+      schema: {
+        tags: ['outbox'],
+        summary: 'Send one email to one contact (marketing templates: only if the decision allows it)',
+        body: Type.Object(
+          {
+            contactId: Type.String({ pattern: '^[0-9A-HJKMNP-TV-Z]{26}$' }),
+            template: Type.String({ pattern: '^[a-z0-9][a-z0-9_-]*$', maxLength: 64 }),
+            purpose: Type.Optional(Type.String({ pattern: '^[a-z0-9][a-z0-9_-]*$', maxLength: 64 })),
+            vars: Type.Optional(Type.Record(Type.String({ maxLength: 64 }), Type.Unknown(), { maxProperties: 50 })),
+          },
+          { additionalProperties: false },
+        ),
+        response: { 202: Type.Object({ id: Type.String(), status: Type.String() }), ...problems(404, 410) },
+      },
+    },
+    async (request, reply) => reply.code(202).send(await sendEmail(ctx, request.body)),
+  );
+}
 
 export function collectionRoutes(app: App, ctx: AppContext): void {
   const postLimit = { rateLimit: { max: ctx.config.rateLimitPerMinute, timeWindow: 60_000 }, page: true } as const;

@@ -4,11 +4,12 @@ import type { Executor } from '../../database.ts';
 import { addressKindFor, normalizeEmail } from '../../platform/addresses.ts';
 import { iso } from '../../platform/clock.ts';
 import type { AppContext, ConsentEventsHook, RequestContext } from '../../platform/context.ts';
+import { DomainError } from '../../platform/errors.ts';
 import { type TokenClaims, expiresIn, signToken } from '../../platform/tokens.ts';
 import { type Channel, listChannels } from '../channels/index.ts';
 import { type ContactsTable, findContactRow } from '../contacts/index.ts';
-import { recordConsents, consentStatesOf } from '../consents/index.ts';
-import { enqueueEmail, kickDispatch, lastMessageAt } from '../messaging/index.ts';
+import { consentStatesOf, decide, recordConsents } from '../consents/index.ts';
+import { enqueueEmail, getTemplate, kickDispatch, lastMessageAt } from '../messaging/index.ts';
 import { listPurposes, type Purpose } from '../purposes/index.ts';
 import { addressHash, addSuppressions } from '../suppressions/index.ts';
 
@@ -303,4 +304,51 @@ export async function requestPreferencesLink(ctx: AppContext, rawEmail: string):
   });
   kickDispatch(ctx);
   return 'done';
+}
+
+export interface SendEmailInput {
+  contactId: string;
+  template: string;
+  purpose?: string;
+  vars?: Record<string, unknown>;
+}
+
+/**
+ * Sends one email to one contact. A marketing template needs a purpose, and the decision must
+ * allow it (asked now, and again just before the send); it carries the one-click unsubscribe.
+ */
+export async function sendEmail(ctx: AppContext, input: SendEmailInput): Promise<{ id: string; status: string }> {
+  const template = await getTemplate(ctx, input.template);
+  if (template.channel !== 'email') throw new DomainError('validation_failed', `Template "${template.key}" is not an email template`, [{ path: '/template', message: 'not an email template' }]);
+  const contact = await findContactRow(ctx.db.kysely, input.contactId);
+  if (!contact) throw new DomainError('contact_not_found', `There is no contact "${input.contactId}"`);
+  if (contact.erased_at) throw new DomainError('contact_erased');
+  if (!contact.email) throw new DomainError('no_address_for_channel', 'This contact has no email address');
+  const marketing = template.category === 'marketing';
+  if (marketing && !input.purpose) throw new DomainError('purpose_required', 'Name the purpose this marketing message serves', [{ path: '/purpose', message: 'required for a marketing template' }]);
+  if (input.purpose) {
+    const decision = await decide(ctx, { contactId: contact.id, purpose: input.purpose, channel: 'email' }, '');
+    if (marketing && !decision.allowed) {
+      throw new DomainError('contact_not_allowed', `Not sent: ${decision.reason}`, [{ path: '/contactId', message: decision.reason }]);
+    }
+  }
+  const unsubscribeUrl = input.purpose ? unsubscribeLink(ctx, contact.id, input.purpose, 'email') : undefined;
+  const id = await enqueueEmail(ctx, ctx.db.kysely, {
+    contactId: contact.id,
+    to: contact.email,
+    kind: marketing ? 'marketing' : 'transactional',
+    templateKey: template.key,
+    locale: contact.locale,
+    vars: {
+      ...(input.vars ?? {}),
+      contact: { firstName: contact.first_name, lastName: contact.last_name, email: contact.email },
+      links: {
+        unsubscribe: unsubscribeUrl ?? unsubscribeLink(ctx, contact.id, undefined, 'email', { all: true }),
+        preferences: preferencesLink(ctx, contact.id),
+      },
+    },
+    ...(marketing && unsubscribeUrl ? { unsubscribeUrl, purpose: input.purpose as string } : {}),
+  });
+  kickDispatch(ctx);
+  return { id, status: 'queued' };
 }

@@ -1,4 +1,4 @@
-export { collectionRoutes } from './collection.routes.ts';
+export { collectionRoutes, evidenceOf, messageRoutes } from './collection.routes.ts';
 export {
   type Evidence,
   linkFor,

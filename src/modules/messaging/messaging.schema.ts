@@ -51,6 +51,7 @@ const MessageFields = {
   channel: Type.String(),
   to: Nullable(Type.String()),
   templateKey: Type.String(),
+  purpose: Nullable(Type.String()),
   locale: Type.String(),
   subject: Nullable(Type.String()),
   status: Type.String(),
@@ -71,7 +72,7 @@ export const MessageDetailSchema = Type.Object({
 export const OutboxQuery = Type.Object(
   {
     contactId: Type.Optional(Type.String({ maxLength: 64 })),
-    status: Type.Optional(Type.Union(['queued', 'sending', 'sent', 'stored', 'failed'].map((s) => Type.Literal(s)))),
+    status: Type.Optional(Type.Union(['queued', 'sending', 'sent', 'stored', 'failed', 'cancelled'].map((s) => Type.Literal(s)))),
     cursor: Type.Optional(Type.String({ maxLength: 200 })),
     limit: Type.Optional(Type.String({ pattern: '^[1-9][0-9]{0,2}$' })),
   },

@@ -4,6 +4,7 @@ import type { Executor } from '../../database.ts';
 import { iso } from '../../platform/clock.ts';
 import type { AppContext } from '../../platform/context.ts';
 import { DomainError } from '../../platform/errors.ts';
+import { decide } from '../consents/index.ts';
 import { getTemplate, renderEmail } from './templates.service.ts';
 import type { MessagesTable } from './messaging.table.ts';
 
@@ -17,6 +18,8 @@ export interface EmailRequest {
   vars: Record<string, unknown>;
   /** Marketing mail: the one-click unsubscribe target (RFC 8058). */
   unsubscribeUrl?: string;
+  /** Marketing mail: the purpose it serves; the decision is asked again just before sending. */
+  purpose?: string;
   sendAfter?: string;
 }
 
@@ -27,6 +30,7 @@ export interface OutboxMessage {
   channel: string;
   to: string | null;
   templateKey: string;
+  purpose: string | null;
   locale: string;
   subject: string | null;
   status: string;
@@ -50,6 +54,7 @@ const toMessage = (r: MessagesTable): OutboxMessage => ({
   channel: r.channel_key,
   to: r.to_address,
   templateKey: r.template_key,
+  purpose: r.purpose_key,
   locale: r.locale,
   subject: r.subject,
   status: r.status,
@@ -85,6 +90,7 @@ export async function enqueueEmail(ctx: AppContext, db: Executor, request: Email
       channel_key: 'email',
       to_address: request.to,
       template_key: template.key,
+      purpose_key: request.purpose ?? null,
       locale: rendered.locale,
       subject: rendered.subject,
       html: rendered.html,
@@ -157,11 +163,13 @@ export interface DispatchResult {
   stored: number;
   retried: number;
   failed: number;
+  /** Not sent: the person may no longer be contacted (unsubscribed, withdrew…) since it was queued. */
+  cancelled: number;
 }
 
 /** Sends every due message, batch after batch, until none is left (or `max` were handled). */
 export async function dispatchDue(ctx: AppContext, options: { batch?: number; max?: number } = {}): Promise<DispatchResult> {
-  const result: DispatchResult = { sent: 0, stored: 0, retried: 0, failed: 0 };
+  const result: DispatchResult = { sent: 0, stored: 0, retried: 0, failed: 0, cancelled: 0 };
   const batch = options.batch ?? 200;
   let handled = 0;
   const parallel = Math.max(1, ctx.config.mail.smtpPoolSize * 2);
@@ -179,6 +187,15 @@ export async function dispatchDue(ctx: AppContext, options: { batch?: number; ma
 async function sendOne(ctx: AppContext, row: MessagesTable, result: DispatchResult): Promise<void> {
   const db = ctx.db.kysely;
   try {
+    if (row.purpose_key && row.contact_id) {
+      // Honour what changed since it was queued: an unsubscribe takes effect before the next send.
+      const decision = await decide(ctx, { contactId: row.contact_id, purpose: row.purpose_key, channel: row.channel_key });
+      if (!decision.allowed) {
+        await db.updateTable('messages').set({ status: 'cancelled', last_error: `not sent: ${decision.reason}` }).where('id', '=', row.id).execute();
+        result.cancelled += 1;
+        return;
+      }
+    }
     if (!row.to_address) throw new Error('no address (the contact was erased)');
     await ctx.mailer.send({
       messageId: row.message_id,

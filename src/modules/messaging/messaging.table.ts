@@ -5,12 +5,14 @@ export interface MessagesTable {
   channel_key: string;
   to_address: string | null;
   template_key: string;
+  /** Marketing: the purpose it is sent for, checked again just before sending. */
+  purpose_key: string | null;
   locale: string;
   subject: string | null;
   html: string | null;
   body: string;
   headers: string; // JSON
-  status: string; // queued | sending | sent | stored | failed
+  status: string; // queued | sending | sent | stored | failed | cancelled
   attempts: number;
   last_error: string | null;
   message_id: string;
