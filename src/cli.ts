@@ -166,6 +166,47 @@ ledger
     print(!!opts.json, result ?? null, () => (result ? `checkpoint ${result.id}: ${result.digest} (${result.heads} heads)` : 'nothing moved since the last checkpoint'));
   });
 
+const outbox = program.command('outbox').description('Messages Assent sent or keeps (the outbox transport keeps them when SMTP_URL is not set)');
+outbox
+  .command('list')
+  .description('List messages, newest first')
+  .option('--status <status>', 'only this status: queued, sending, sent, stored, failed, cancelled')
+  .option('--limit <n>', 'how many (1-500)', (value: string) => {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < 1 || n > 500) throw new InvalidArgumentError('expected a whole number from 1 to 500');
+    return n;
+  })
+  .option('--json', 'print JSON')
+  .action(async (opts: { status?: string; limit?: number; json?: boolean }) => {
+    const { listOutbox } = await import('./modules/messaging/index.ts');
+    const page = await withContext((ctx) =>
+      listOutbox(ctx, { ...(opts.status ? { status: opts.status } : {}), limit: opts.limit ?? 50 }),
+    );
+    print(!!opts.json, page, () =>
+      table(page.items.map((m) => ({ id: m.id, status: m.status, kind: m.kind, to: m.to, subject: m.subject, created: m.createdAt }))),
+    );
+  });
+outbox
+  .command('show')
+  .description('Show one message: headers, subject, text')
+  .argument('<id>', 'the message id')
+  .option('--json', 'print JSON')
+  .action(async (id: string, opts: { json?: boolean }) => {
+    const { getOutboxMessage } = await import('./modules/messaging/index.ts');
+    const message = await withContext((ctx) => getOutboxMessage(ctx, id));
+    print(!!opts.json, message, () =>
+      [
+        `Message-ID: ${message.messageId}`,
+        `To: ${message.to ?? '(erased)'}`,
+        `Subject: ${message.subject ?? ''}`,
+        ...Object.entries(message.headers).map(([k, v]) => `${k}: ${v}`),
+        `Status: ${message.status}${message.lastError ? ` (${message.lastError})` : ''}`,
+        '',
+        message.text,
+      ].join('\n'),
+    );
+  });
+
 const scheduler = program.command('scheduler').description('Scheduled jobs');
 scheduler
   .command('run')
