@@ -8,7 +8,7 @@ import { DomainError } from '../../platform/errors.ts';
 import { type TokenClaims, expiresIn, signToken } from '../../platform/tokens.ts';
 import { type Channel, listChannels } from '../channels/index.ts';
 import { type ContactsTable, findContactRow } from '../contacts/index.ts';
-import { consentStatesOf, decide, recordConsents } from '../consents/index.ts';
+import { type ConsentInput, consentStatesOf, decide, recordConsents } from '../consents/index.ts';
 import { enqueueEmail, getTemplate, kickDispatch, lastMessageAt } from '../messaging/index.ts';
 import { listPurposes, type Purpose } from '../purposes/index.ts';
 import { addressHash, addSuppressions } from '../suppressions/index.ts';
@@ -17,13 +17,8 @@ const PREFERENCES_DAYS = 30;
 const UNSUBSCRIBE_DAYS = 400;
 const RESEND_AFTER_MS = 10 * 60_000;
 
-export interface Evidence {
-  ip?: string;
-  userAgent?: string;
-  url?: string;
-  method?: string;
-  locale?: string;
-}
+/** What a page request tells about how the person acted (it becomes the event's evidence). */
+export type Evidence = NonNullable<ConsentInput['evidence']>;
 
 const localized = (text: { fr?: string; en?: string }, lang: string) =>
   (lang === 'en' ? (text.en ?? text.fr) : (text.fr ?? text.en)) ?? '';
@@ -196,7 +191,7 @@ export async function unsubscribe(ctx: AppContext, req: RequestContext, claims: 
       channel: channel.key,
       action: 'withdraw' as const,
       source: { type: 'unsubscribe', ref: claims.ref ?? (claims.all ? 'link:all' : 'link') },
-      evidence: { ...evidence, method: 'unsubscribe link' },
+      evidence: { ...evidence, method: evidence.method ?? 'unsubscribe link' },
     })),
     {
       inTransaction: async (trx) => {

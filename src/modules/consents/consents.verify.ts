@@ -208,31 +208,30 @@ export async function rebuildState(ctx: AppContext, onProgress?: Progress): Prom
   return { contacts, states };
 }
 
-/** Records `expired` for every granted consent whose validity ended by `at`. */
-export async function expireConsents(ctx: AppContext, at: Date): Promise<number> {
+interface Due {
+  contact_id: string;
+  purpose_key: string;
+  channel_key: string;
+  /** When it ran out: the `expired` event's time. */
+  ended_at: string;
+}
+
+/** Records `expired`, page after page, for whatever `selectDue` finds until it finds nothing. */
+async function expireAll(ctx: AppContext, ref: string, selectDue: () => Promise<Due[]>): Promise<number> {
   let total = 0;
   for (;;) {
-    const due = await ctx.db.kysely
-      .selectFrom('consent_states as s')
-      .innerJoin('contacts as c', 'c.id', 's.contact_id')
-      .select(['s.contact_id', 's.purpose_key', 's.channel_key', 's.expires_at'])
-      .where('s.status', '=', 'granted')
-      .where('s.expires_at', '<=', iso(at))
-      .where('c.erased_at', 'is', null)
-      .orderBy('s.expires_at')
-      .limit(PAGE)
-      .execute();
+    const due = await selectDue();
     if (due.length === 0) return total;
     await recordConsents(
       ctx,
-      systemRequest('expiry'),
+      systemRequest(ref),
       due.map((d) => ({
         contactId: d.contact_id,
         purpose: d.purpose_key,
         channel: d.channel_key,
         action: 'expired' as const,
-        source: { type: 'system', ref: 'expiry' },
-        occurredAt: d.expires_at as string,
+        source: { type: 'system', ref },
+        occurredAt: d.ended_at,
       })),
       { internal: true },
     );
@@ -240,35 +239,33 @@ export async function expireConsents(ctx: AppContext, at: Date): Promise<number>
   }
 }
 
+/** Records `expired` for every granted consent whose validity ended by `at`. */
+export const expireConsents = (ctx: AppContext, at: Date): Promise<number> =>
+  expireAll(ctx, 'expiry', () =>
+    ctx.db.kysely
+      .selectFrom('consent_states as s')
+      .innerJoin('contacts as c', 'c.id', 's.contact_id')
+      .select(['s.contact_id', 's.purpose_key', 's.channel_key', 's.expires_at as ended_at'])
+      .where('s.status', '=', 'granted')
+      .where('s.expires_at', '<=', iso(at))
+      .where('c.erased_at', 'is', null)
+      .orderBy('s.expires_at')
+      .limit(PAGE)
+      .execute() as Promise<Due[]>,
+  );
+
 /** Records `expired` for double opt-in requests still pending `days` after they were made. */
-export async function expirePending(ctx: AppContext, at: Date, days: number): Promise<number> {
-  let total = 0;
-  const cutoff = iso(new Date(at.getTime() - days * 86_400_000));
-  for (;;) {
-    const due = await ctx.db.kysely
+export const expirePending = (ctx: AppContext, at: Date, days: number): Promise<number> =>
+  expireAll(ctx, 'double-opt-in-expiry', async () => {
+    const rows = await ctx.db.kysely
       .selectFrom('consent_states as s')
       .innerJoin('contacts as c', 'c.id', 's.contact_id')
       .select(['s.contact_id', 's.purpose_key', 's.channel_key', 's.since'])
       .where('s.status', '=', 'pending')
-      .where('s.since', '<=', cutoff)
+      .where('s.since', '<=', iso(new Date(at.getTime() - days * 86_400_000)))
       .where('c.erased_at', 'is', null)
       .orderBy('s.since')
       .limit(PAGE)
       .execute();
-    if (due.length === 0) return total;
-    await recordConsents(
-      ctx,
-      systemRequest('double-opt-in-expiry'),
-      due.map((d) => ({
-        contactId: d.contact_id,
-        purpose: d.purpose_key,
-        channel: d.channel_key,
-        action: 'expired' as const,
-        source: { type: 'system', ref: 'double-opt-in-expiry' },
-        occurredAt: iso(new Date(new Date(d.since).getTime() + days * 86_400_000)),
-      })),
-      { internal: true },
-    );
-    total += due.length;
-  }
-}
+    return rows.map(({ since, ...r }) => ({ ...r, ended_at: iso(new Date(new Date(since).getTime() + days * 86_400_000)) }));
+  });
