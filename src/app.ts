@@ -10,6 +10,7 @@ import { authenticate, scopeAllows } from './modules/auth/index.ts';
 import { channelRoutes } from './modules/channels/index.ts';
 import { collectionRoutes, messageRoutes } from './modules/collection/index.ts';
 import { consentRoutes } from './modules/consents/index.ts';
+import { formApiRoutes, formPageRoutes } from './modules/forms/index.ts';
 import { messagingRoutes } from './modules/messaging/index.ts';
 import { chooseLang } from './pages/i18n.ts';
 import { sendMessagePage } from './pages/render.ts';
@@ -167,10 +168,12 @@ export async function buildApp(ctx: AppContext): Promise<App> {
   consentRoutes(app, ctx);
   messagingRoutes(app, ctx);
   messageRoutes(app, ctx);
+  formApiRoutes(app, ctx);
   // Public pages take HTML form posts; the API keeps to JSON.
   await app.register(async (pages) => {
     await pages.register(formbody, { bodyLimit: 65_536 });
     collectionRoutes(pages as App, ctx);
+    await formPageRoutes(pages as App, ctx);
   });
 
   await app.ready();

@@ -41,6 +41,12 @@ export const problemCodes = {
   purpose_required: { status: 422, title: 'A marketing message names the purpose it serves' },
   csrf_failed: { status: 403, title: 'The form expired or was not ours: reload the page and send it again' },
   origin_not_allowed: { status: 403, title: 'This origin may not post to this form' },
+  form_changed: { status: 409, title: 'The form changed since it was shown: reload it and send it again' },
+  consent_not_offered: { status: 422, title: 'This form offers no such choice' },
+  terms_not_accepted: { status: 422, title: 'This form is sent only with its terms accepted' },
+  redirect_not_allowed: { status: 422, title: 'The redirect URL is not on an allowed origin' },
+  address_field_required: { status: 422, title: 'A form asks for an email or a phone' },
+  field_required_for_channel: { status: 422, title: 'A channel of this form needs a field the form does not ask for' },
   internal: { status: 500, title: 'Internal error' },
 } as const;
 

@@ -182,6 +182,8 @@ export async function unsubscribe(ctx: AppContext, req: RequestContext, claims: 
     ? [claims.purpose]
     : targets.map((s) => s.purpose_key);
   const hash = addressHashFor(ctx, contact, channel);
+  // Two POSTs at once (the mail provider's one-click and the person's click) withdraw once:
+  // onlyChanges judges "already withdrawn" under the chain lock.
   await recordConsents(
     ctx,
     req,
@@ -194,6 +196,7 @@ export async function unsubscribe(ctx: AppContext, req: RequestContext, claims: 
       evidence: { ...evidence, method: evidence.method ?? 'unsubscribe link' },
     })),
     {
+      onlyChanges: true,
       inTransaction: async (trx) => {
         if (claims.all && hash) {
           await addSuppressions(trx, [{ channel: channel.key, hash, reason: 'unsubscribed', source: 'unsubscribe link', at: iso(ctx.clock.now()) }]);
@@ -277,6 +280,7 @@ export async function savePreferences(
       source: { type: 'preference_centre', ref: withdrawAll ? 'withdraw-all' : 'save' },
       evidence: { ...evidence, method: 'preference centre' },
     })),
+    { onlyChanges: true },
   );
   return result.length;
 }

@@ -94,6 +94,17 @@ export interface RecordOptions {
   internal?: boolean;
   /** More writes that must commit or roll back with the events (a spent link token, a suppression). */
   inTransaction?: (trx: Executor) => Promise<void>;
+  /**
+   * Write only what changes a state (a withdrawal of what is already withdrawn writes nothing),
+   * judged under the chain lock, so two identical requests at once record one event. The answer
+   * then lists only the events written.
+   */
+  onlyChanges?: boolean;
+  /**
+   * Record inside a transaction the caller already opened (e.g. with the contact it just wrote).
+   * Work to do once it commits (sending the double opt-in mail) is added to `afterCommit`.
+   */
+  within?: { trx: Executor; afterCommit: Array<() => void> };
 }
 
 const FUTURE_SKEW_MS = 5 * 60_000;
@@ -219,38 +230,45 @@ export async function recordConsents(
   }
 
   const afterCommit: Array<() => void> = [];
-  const run = () =>
-    ctx.db.kysely.transaction().execute(async (trx) => {
-      afterCommit.length = 0;
-      const results: Array<{ event: ConsentEvent; created: boolean } | undefined> = new Array(prepared.length);
-      const existing = new Map((await findEventsByIdempotencyKeys(trx, keys)).map((r) => [r.idempotency_key, r]));
-      const todo: Array<{ index: number; p: Prepared }> = [];
-      for (const [index, p] of prepared.entries()) {
-        const found = p.input.idempotencyKey ? existing.get(p.input.idempotencyKey) : undefined;
-        if (!found) {
-          todo.push({ index, p });
-          continue;
-        }
-        if (found.request_hash !== p.requestHash) {
-          throw new DomainError('idempotency_conflict', 'This idempotency key was used with another request', [
-            { path: `${p.path}/idempotencyKey`, message: 'already used with another body' },
-          ]);
-        }
-        results[index] = { event: toEvent(found), created: false };
+  const work = async (trx: Executor) => {
+    afterCommit.length = 0;
+    const results: Array<{ event: ConsentEvent; created: boolean } | undefined> = new Array(prepared.length);
+    const existing = new Map((await findEventsByIdempotencyKeys(trx, keys)).map((r) => [r.idempotency_key, r]));
+    const todo: Array<{ index: number; p: Prepared }> = [];
+    for (const [index, p] of prepared.entries()) {
+      const found = p.input.idempotencyKey ? existing.get(p.input.idempotencyKey) : undefined;
+      if (!found) {
+        todo.push({ index, p });
+        continue;
       }
-      if (todo.length > 0) {
-        await appendEvents(ctx, trx, req, todo, results);
-        const created = todo.map(({ index }) => (results[index] as { event: ConsentEvent }).event);
-        const summary = created.map((e) => ({ id: e.id, contactId: e.contactId, purpose: e.purpose, channel: e.channel, action: e.action, status: e.status, sourceType: e.source.type }));
-        for (const hook of ctx.consentHooks) {
-          const then = await hook(trx, summary);
-          if (then) afterCommit.push(then);
-        }
+      if (found.request_hash !== p.requestHash) {
+        throw new DomainError('idempotency_conflict', 'This idempotency key was used with another request', [
+          { path: `${p.path}/idempotencyKey`, message: 'already used with another body' },
+        ]);
       }
-      await options.inTransaction?.(trx);
-      return results as Array<{ event: ConsentEvent; created: boolean }>;
-    });
+      results[index] = { event: toEvent(found), created: false };
+    }
+    if (todo.length > 0) {
+      await appendEvents(ctx, trx, req, todo, results, options.onlyChanges ?? false);
+      const created = todo.flatMap(({ index }) => (results[index] ? [results[index].event] : []));
+      const summary = created.map((e) => ({ id: e.id, contactId: e.contactId, purpose: e.purpose, channel: e.channel, action: e.action, status: e.status, sourceType: e.source.type }));
+      for (const hook of ctx.consentHooks) {
+        const then = await hook(trx, summary);
+        if (then) afterCommit.push(then);
+      }
+    }
+    await options.inTransaction?.(trx);
+    return (options.onlyChanges ? results.filter(Boolean) : results) as Array<{ event: ConsentEvent; created: boolean }>;
+  };
 
+  // Inside the caller's transaction: its commit is theirs, and so is what runs after it.
+  if (options.within) {
+    const results = await work(options.within.trx);
+    options.within.afterCommit.push(...afterCommit);
+    return results;
+  }
+
+  const run = () => ctx.db.kysely.transaction().execute(work);
   try {
     const results = await run();
     for (const then of afterCommit) then();
@@ -274,6 +292,7 @@ async function appendEvents(
   req: RequestContext,
   todo: Array<{ index: number; p: Prepared }>,
   results: Array<{ event: ConsentEvent; created: boolean } | undefined>,
+  onlyChanges: boolean,
 ): Promise<void> {
   const now = ctx.clock.now();
   const recordedAt = iso(now);
@@ -326,6 +345,7 @@ async function appendEvents(
     };
     const late = prev !== undefined && occurredAt < prev.since;
     const status: Status = late ? prev.status : statusAfter(prev, p.action, rules, sourceType);
+    if (onlyChanges && prev && (late || status === prev.status)) continue;
     const expiresAt = late ? null : expiresAfter(status, p.action, occurredAt, rules);
 
     const locale = typeof p.input.evidence?.locale === 'string' ? p.input.evidence.locale : contact.locale;
