@@ -18,7 +18,7 @@ export function normalizeEmail(raw: string): string | undefined {
 export function normalizePhone(raw: string, defaultRegion: string): string | undefined {
   if (raw.length > 40 || !/^[+\d\s().\-/]+$/.test(raw.trim())) return undefined;
   const parsed = parsePhoneNumberFromString(raw.trim(), defaultRegion as CountryCode);
-  if (!parsed || !parsed.isValid()) return undefined;
+  if (!parsed?.isValid()) return undefined;
   return parsed.number;
 }
 

@@ -11,7 +11,7 @@ import type { Mailer } from './mailer.ts';
 export type ConsentEventsHook = (
   trx: Executor,
   events: Array<{ id: string; contactId: string; purpose: string; channel: string; action: string; status: string; sourceType: string }>,
-) => Promise<void | (() => void)>;
+) => Promise<(() => void) | undefined>;
 
 export interface AppContext {
   config: Config;

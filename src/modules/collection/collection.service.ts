@@ -49,7 +49,7 @@ export const unsubscribeLink = (ctx: AppContext, contactId: string, purpose: str
 export function doubleOptInHook(ctx: AppContext): ConsentEventsHook {
   return async (trx, events) => {
     const pending = events.filter((e) => e.action === 'granted' && e.status === 'pending' && e.sourceType !== 'import');
-    if (pending.length === 0) return;
+    if (pending.length === 0) return undefined;
     const channels = new Map((await listChannels(ctx)).map((c) => [c.key, c]));
     const purposes = new Map((await listPurposes(ctx)).map((p) => [p.key, p]));
     const byContact = new Map<string, string[]>();

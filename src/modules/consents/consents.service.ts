@@ -8,7 +8,6 @@ import { canonicalJson, sha256Hex } from '../../platform/crypto.ts';
 import { DomainError, type FieldError } from '../../platform/errors.ts';
 import { type Channel, listChannels, requireChannel } from '../channels/index.ts';
 import {
-  type Contact,
   type ContactsTable,
   contactForEmail,
   findContactRows,
@@ -185,7 +184,7 @@ async function prepare(ctx: AppContext, input: ConsentInput, path: string, inter
   let channel: Channel;
   try {
     purpose = await requirePurpose(ctx, input.purpose);
-  } catch (error) {
+  } catch {
     throw new DomainError('unknown_purpose', `There is no purpose "${input.purpose}"`, [{ path: `${path}/purpose`, message: 'unknown purpose' }]);
   }
   try {
