@@ -72,6 +72,23 @@ const deny = (reason: ReasonCode, basis: LegalBasis | null, facts?: DecisionFact
   expiresAt: null,
 });
 
+// Built at module level, not as closures per call: decisions are the hottest path.
+const grantedByConsent = (facts: DecisionFacts): Decision => ({
+  allowed: true,
+  basis: 'consent',
+  reason: 'consent',
+  evidenceEventId: facts.last_event_id,
+  expiresAt: facts.expires_at,
+});
+
+const allowedByInterest = (reason: ReasonCode, facts: DecisionFacts): Decision => ({
+  allowed: true,
+  basis: 'legitimate_interest',
+  reason,
+  evidenceEventId: facts.last_event_id,
+  expiresAt: null,
+});
+
 /** The rules (RULES.md 6–8, 10–13, France defaults), as a pure function of the facts. */
 export function decideFromFacts(
   facts: DecisionFacts | undefined,
@@ -90,20 +107,13 @@ export function decideFromFacts(
   const status = facts.status ?? 'none';
   if (status === 'objected') return deny('objected', basis, facts);
 
-  const atIso = iso(at);
-  const expired = facts.expires_at !== null && facts.expires_at <= atIso;
+  // The time is formatted only where a rule compares it (most decisions never do).
+  const expired = facts.expires_at !== null && facts.expires_at <= iso(at);
   const doiUnconfirmed = purpose.doubleOptIn && channel.kind === 'email' && facts.confirmed !== 1;
   const consentValid = status === 'granted' && !expired && !doiUnconfirmed;
-  const granted = (): Decision => ({
-    allowed: true,
-    basis: 'consent',
-    reason: 'consent',
-    evidenceEventId: facts.last_event_id,
-    expiresAt: facts.expires_at,
-  });
 
   if (basis === 'consent') {
-    if (consentValid) return granted();
+    if (consentValid) return grantedByConsent(facts);
     if (status === 'granted' && expired) return deny('consent_expired', basis, facts);
     if (status === 'granted' || status === 'pending') return deny('doi_pending', basis, facts);
     if (status === 'expired') return deny('consent_expired', basis, facts);
@@ -119,29 +129,21 @@ export function decideFromFacts(
 
   // Legitimate interest: a withdrawal or refusal for this pair is an objection (RULES 6–7).
   if (status === 'withdrawn' || status === 'refused') return deny('objected', basis, facts);
-  if (consentValid) return granted();
+  if (consentValid) return grantedByConsent(facts);
   const lifecycle = effectiveLifecycle(facts, at, settings.formerCustomerAfterDays);
   const customer = lifecycle === 'customer' && facts.last_purchase_at !== null;
-  const li = (reason: ReasonCode): Decision => ({
-    allowed: true,
-    basis: 'legitimate_interest',
-    reason,
-    evidenceEventId: facts.last_event_id,
-    expiresAt: null,
-  });
-
   switch (channel.kind) {
     case 'email':
-      if (facts.kind === 'professional') return li('b2b_opt_out');
-      return customer ? li('soft_opt_in') : deny('soft_opt_in_not_eligible', basis, facts);
+      if (facts.kind === 'professional') return allowedByInterest('b2b_opt_out', facts);
+      return customer ? allowedByInterest('soft_opt_in', facts) : deny('soft_opt_in_not_eligible', basis, facts);
     case 'sms':
-      return customer ? li('soft_opt_in') : deny('soft_opt_in_not_eligible', basis, facts);
+      return customer ? allowedByInterest('soft_opt_in', facts) : deny('soft_opt_in_not_eligible', basis, facts);
     case 'phone':
-      if (atIso < `${settings.phoneConsentRequiredFrom}T00:00:00.000Z`) return li('opt_out_channel');
-      if (facts.kind === 'professional' || customer) return li('opt_out_channel');
+      if (iso(at) < `${settings.phoneConsentRequiredFrom}T00:00:00.000Z`) return allowedByInterest('opt_out_channel', facts);
+      if (facts.kind === 'professional' || customer) return allowedByInterest('opt_out_channel', facts);
       return deny('phone_consent_required', basis, facts);
     default:
-      return li('opt_out_channel');
+      return allowedByInterest('opt_out_channel', facts);
   }
 }
 
@@ -189,6 +191,31 @@ function buildFactsQuery(ctx: AppContext, lookup: Lookup, address: AddressColumn
   return query.compile() as CompiledQuery<DecisionFacts>;
 }
 
+/** A compiled facts query and, per parameter, what fills it: 0 as compiled, 1 purpose, 2 channel, 3 lookup value. */
+interface FactsShape {
+  compiled: CompiledQuery<DecisionFacts>;
+  slots: number[];
+}
+
+const shapeKeys: Record<Lookup, Record<'email_hash' | 'phone_hash' | 'none', string>> = {
+  id: { email_hash: 'decision-sql:id:email_hash', phone_hash: 'decision-sql:id:phone_hash', none: 'decision-sql:id:null' },
+  email: { email_hash: 'decision-sql:email:email_hash', phone_hash: 'decision-sql:email:phone_hash', none: 'decision-sql:email:null' },
+  phone: { email_hash: 'decision-sql:phone:email_hash', phone_hash: 'decision-sql:phone:phone_hash', none: 'decision-sql:phone:null' },
+};
+
+function factsShape(ctx: AppContext, lookup: Lookup, address: AddressColumn): FactsShape {
+  const cacheKey = shapeKeys[lookup][address ?? 'none'];
+  let shape = ctx.cache.get(cacheKey)?.value as FactsShape | undefined;
+  if (!shape) {
+    const compiled = buildFactsQuery(ctx, lookup, address);
+    const slots = compiled.parameters.map((p) => (p === M.purpose ? 1 : p === M.channel ? 2 : p === M.lookup ? 3 : 0));
+    shape = { compiled, slots };
+    // Compiled SQL never goes stale: keep it far beyond the cache's age limit.
+    ctx.cache.set(cacheKey, { at: Number.MAX_SAFE_INTEGER / 2, value: shape });
+  }
+  return shape;
+}
+
 async function loadFacts(
   ctx: AppContext,
   lookup: Lookup,
@@ -198,15 +225,13 @@ async function loadFacts(
 ): Promise<DecisionFacts | undefined> {
   const kind = addressKindFor(channel.kind);
   const address: AddressColumn = kind === 'email' ? 'email_hash' : kind === 'phone' ? 'phone_hash' : null;
-  const cacheKey = `decision-sql:${lookup}:${address}`;
-  let compiled = ctx.cache.get(cacheKey)?.value as CompiledQuery<DecisionFacts> | undefined;
-  if (!compiled) {
-    compiled = buildFactsQuery(ctx, lookup, address);
-    // Compiled SQL never goes stale: keep it far beyond the cache's age limit.
-    ctx.cache.set(cacheKey, { at: Number.MAX_SAFE_INTEGER / 2, value: compiled });
+  const { compiled, slots } = factsShape(ctx, lookup, address);
+  // Parameters filled by position: no per-call lookup table.
+  const parameters: unknown[] = new Array(slots.length);
+  for (let k = 0; k < slots.length; k += 1) {
+    const slot = slots[k];
+    parameters[k] = slot === 0 ? compiled.parameters[k] : slot === 1 ? purpose : slot === 2 ? channel.key : value;
   }
-  const values: Record<string, string> = { [M.purpose]: purpose, [M.channel]: channel.key, [M.lookup]: value };
-  const parameters = compiled.parameters.map((p) => (typeof p === 'string' && p in values ? values[p] : p));
   const [row] = await ctx.db.read<DecisionFacts>({ ...compiled, parameters });
   return row;
 }
