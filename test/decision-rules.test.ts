@@ -157,6 +157,20 @@ describe.each(dialects)('decision rules on %s', (dialect) => {
       await expectDecision(phone, refusedBy('legitimate_interest', 'objected', onPhone.id));
     });
 
+    it('given on one channel, stops every channel of the purpose (post and SMS too)', async () => {
+      const contact = await createContact(t, { lastPurchaseAt: daysAgo(10), phone: mobile() });
+      const email = { contactId: contact.id, purpose: 'li-offers', channel: 'email' };
+      const sms = { contactId: contact.id, purpose: 'li-offers', channel: 'sms' };
+      const postal = { contactId: contact.id, purpose: 'li-offers', channel: 'postal' };
+      await expectDecision(sms, allowedBy('legitimate_interest', 'soft_opt_in'));
+      await expectDecision(postal, allowedBy('legitimate_interest', 'opt_out_channel'));
+      await record(t, { ...email, action: 'object' });
+      await expectDecision(sms, { allowed: false, reason: 'objected' });
+      await expectDecision(postal, { allowed: false, reason: 'objected' });
+      // Another purpose is not touched.
+      await expectDecision({ contactId: contact.id, purpose: 'commercial-phone', channel: 'phone', at: SWITCH_EVE }, allowedBy('legitimate_interest', 'opt_out_channel'));
+    });
+
     it('beats a valid consent on a consent purpose', async () => {
       const contact = await createContact(t);
       const item = { contactId: contact.id, purpose: 'commercial-email', channel: 'email' };

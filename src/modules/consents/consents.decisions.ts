@@ -62,6 +62,8 @@ export interface DecisionFacts {
   confirmed: number | null;
   last_event_id: string | null;
   suppression: string | null;
+  /** Set when the person objected on any channel of the purpose (RULES 7: it stops them all). */
+  objected?: number | null;
 }
 
 const deny = (reason: ReasonCode, basis: LegalBasis | null, facts?: DecisionFacts | undefined): Decision => ({
@@ -105,7 +107,7 @@ export function decideFromFacts(
   if (addressKindFor(channel.kind) && !facts.has_address) return deny('no_address', basis, facts);
 
   const status = facts.status ?? 'none';
-  if (status === 'objected') return deny('objected', basis, facts);
+  if (status === 'objected' || facts.objected) return deny('objected', basis, facts);
 
   // The time is formatted only where a rule compares it (most decisions never do).
   const expired = facts.expires_at !== null && facts.expires_at <= iso(at);
@@ -186,6 +188,16 @@ function buildFactsQuery(ctx: AppContext, lookup: Lookup, address: AddressColumn
             .limit(1)
             .as('suppression')
         : sql<string | null>`null`.as('suppression'),
+    )
+    .select((eb) =>
+      eb
+        .selectFrom('consent_states as o')
+        .select(sql<number>`1`.as('one'))
+        .whereRef('o.contact_id', '=', 'c.id')
+        .where('o.purpose_key', '=', M.purpose)
+        .where('o.status', '=', 'objected')
+        .limit(1)
+        .as('objected'),
     )
     .where(`c.${lookup}`, '=', M.lookup);
   return query.compile() as CompiledQuery<DecisionFacts>;
