@@ -9,7 +9,14 @@ import { join } from 'node:path';
 import SqliteDatabase from 'better-sqlite3';
 import { createContext } from '../src/boot.ts';
 import { loadConfig } from '../src/config.ts';
-import { type Evidence, evidenceHash, eventHash, GENESIS_HASH, type StoredEvent, verifyChain } from '../src/modules/consents/consents.ledger.ts';
+import {
+  type Evidence,
+  eventHash,
+  evidenceHash,
+  GENESIS_HASH,
+  type StoredEvent,
+  verifyChain,
+} from '../src/modules/consents/consents.ledger.ts';
 import { actionsByVerb, statusAfter } from '../src/modules/consents/consents.state.ts';
 import { type ConsentInput, recordConsents } from '../src/modules/consents/index.ts';
 import { listPurposes, type Purpose, wordingText } from '../src/modules/purposes/index.ts';
@@ -17,8 +24,8 @@ import type { RequestContext } from '../src/platform/context.ts';
 import { sha256Hex } from '../src/platform/crypto.ts';
 import { createIdGenerator } from '../src/platform/ids.ts';
 import { fmtRate, fmtSeconds, log } from './common.ts';
-import { DATA_DIR } from './dataset.ts';
 import { CONTACT_COLUMNS, EVENT_COLUMNS, HEAD_COLUMNS, newContacts } from './dataset.rows.ts';
+import { DATA_DIR } from './dataset.ts';
 import { pairAt, type SampleContact } from './sample.ts';
 
 export interface AppendRun {
@@ -103,7 +110,9 @@ export async function benchAppend(
     // Workload 1's contacts: imported beforehand (outside the measure), two events each.
     const fresh = newContacts(secret, datasetContacts, Math.ceil((batches * options.batch) / 2));
     db.transaction(() => {
-      const contact = db.prepare(`insert into contacts (${CONTACT_COLUMNS.join(',')}) values (${CONTACT_COLUMNS.map(() => '?').join(',')})`);
+      const contact = db.prepare(
+        `insert into contacts (${CONTACT_COLUMNS.join(',')}) values (${CONTACT_COLUMNS.map(() => '?').join(',')})`,
+      );
       const head = db.prepare(`insert into chain_heads (${HEAD_COLUMNS.join(',')}) values (?, ?, ?)`);
       for (let r = 0; r < fresh.ids.length; r += 1) {
         contact.run(fresh.contacts.slice(r * CONTACT_COLUMNS.length, (r + 1) * CONTACT_COLUMNS.length));
@@ -201,7 +210,13 @@ export async function benchAppend(
       const broken = verifyChain(secret, c.id, eventsOf.all(c.id) as StoredEvent[], headOf.get(c.id) as { seq: number; hash: string });
       if (broken) throw new Error(`bench append: the chain of ${c.id} does not verify after the service appended (${broken.reason})`);
     }
-    return { fresh: freshRun, existing: existingRun, batch: options.batch, rounds: Math.max(1, Math.round(batches / BATCHES_PER_ROUND)), copyMs };
+    return {
+      fresh: freshRun,
+      existing: existingRun,
+      batch: options.batch,
+      rounds: Math.max(1, Math.round(batches / BATCHES_PER_ROUND)),
+      copyMs,
+    };
   } finally {
     db.close();
     await ctx.db.close();

@@ -57,7 +57,11 @@ export function shuffle<T>(items: T[], random: () => number): T[] {
  * Runs `fn` back to back (each call awaited) for `warmupMs`, then counts calls for `ms`.
  * A plain loop: no per-call timer, so the harness costs next to nothing.
  */
-export async function timedLoop(fn: (i: number) => unknown, ms: number, warmupMs: number): Promise<{ ops: number; ms: number; rate: number }> {
+export async function timedLoop(
+  fn: (i: number) => unknown,
+  ms: number,
+  warmupMs: number,
+): Promise<{ ops: number; ms: number; rate: number }> {
   let i = 0;
   const warmEnd = performance.now() + warmupMs;
   while (performance.now() < warmEnd) {
@@ -121,9 +125,7 @@ export async function interleaved(contenders: Contender[], ms: number, warmupMs:
   for (const c of contenders) await slice(c, warmupMs, false);
   const rounds = Math.max(1, Math.round(ms / sliceMs));
   for (let r = 0; r < rounds; r += 1) for (const c of contenders) await slice(c, sliceMs, true);
-  return new Map(
-    [...totals].map(([name, t]) => [name, { ops: t.ops, ms: t.ms, rate: (t.ops * 1000) / t.ms, cpuShare: t.cpu / t.ms }]),
-  );
+  return new Map([...totals].map(([name, t]) => [name, { ops: t.ops, ms: t.ms, rate: (t.ops * 1000) / t.ms, cpuShare: t.cpu / t.ms }]));
 }
 
 /** Starts a worker thread on a TypeScript module (worker threads do not inherit tsx's hooks). */

@@ -1,26 +1,68 @@
 // Deterministic rows for the bench database: contact i always gets the same id, addresses and
 // three consent events, hashed and chained exactly as the service does (same functions), so the
 // ledger verifies and the state table is the ledger's projection.
-import { sha256Hex } from '../src/platform/crypto.ts';
-import { type Evidence, evidenceHash, eventHash, GENESIS_HASH } from '../src/modules/consents/consents.ledger.ts';
+
+import { type Evidence, eventHash, evidenceHash, GENESIS_HASH } from '../src/modules/consents/consents.ledger.ts';
 import { type Action, expiresAfter, foldEvent, type State, statusAfter } from '../src/modules/consents/consents.state.ts';
 import type { ChainHeadsTable, ConsentEventsTable, ConsentStatesTable } from '../src/modules/consents/consents.table.ts';
 import type { ContactsTable } from '../src/modules/contacts/index.ts';
 import { addressHash } from '../src/modules/suppressions/index.ts';
+import { sha256Hex } from '../src/platform/crypto.ts';
 import { rng } from './common.ts';
 
 export const CONTACT_COLUMNS = [
-  'id', 'email', 'email_hash', 'phone', 'phone_hash', 'first_name', 'last_name', 'locale', 'kind', 'lifecycle',
-  'last_purchase_at', 'source', 'attributes', 'created_at', 'updated_at', 'last_interaction_at', 'erased_at',
+  'id',
+  'email',
+  'email_hash',
+  'phone',
+  'phone_hash',
+  'first_name',
+  'last_name',
+  'locale',
+  'kind',
+  'lifecycle',
+  'last_purchase_at',
+  'source',
+  'attributes',
+  'created_at',
+  'updated_at',
+  'last_interaction_at',
+  'erased_at',
 ] as const satisfies ReadonlyArray<keyof ContactsTable>;
 export const EVENT_COLUMNS = [
-  'id', 'contact_id', 'seq', 'purpose_key', 'purpose_version', 'channel_key', 'action', 'status', 'legal_basis',
-  'source_type', 'source_ref', 'evidence', 'evidence_hash', 'expires_at', 'occurred_at', 'recorded_at',
-  'idempotency_key', 'request_hash', 'prev_hash', 'hash',
+  'id',
+  'contact_id',
+  'seq',
+  'purpose_key',
+  'purpose_version',
+  'channel_key',
+  'action',
+  'status',
+  'legal_basis',
+  'source_type',
+  'source_ref',
+  'evidence',
+  'evidence_hash',
+  'expires_at',
+  'occurred_at',
+  'recorded_at',
+  'idempotency_key',
+  'request_hash',
+  'prev_hash',
+  'hash',
 ] as const satisfies ReadonlyArray<keyof ConsentEventsTable>;
 export const STATE_COLUMNS = [
-  'contact_id', 'purpose_key', 'channel_key', 'status', 'since', 'expires_at', 'confirmed', 'purpose_version',
-  'last_event_id', 'proof_grade', 'updated_at',
+  'contact_id',
+  'purpose_key',
+  'channel_key',
+  'status',
+  'since',
+  'expires_at',
+  'confirmed',
+  'purpose_version',
+  'last_event_id',
+  'proof_grade',
+  'updated_at',
 ] as const satisfies ReadonlyArray<keyof ConsentStatesTable>;
 export const HEAD_COLUMNS = ['contact_id', 'seq', 'hash'] as const satisfies ReadonlyArray<keyof ChainHeadsTable>;
 
@@ -172,9 +214,23 @@ function contactFacts(i: number) {
 function contactRow(secret: string, i: number, lastInteraction: string | null): unknown[] {
   const c = contactFacts(i);
   return [
-    c.id, c.email, addressHash(secret, c.email), c.phone, c.phone ? addressHash(secret, c.phone) : null,
-    firstNames[i % firstNames.length], lastNames[(i >> 3) % lastNames.length], c.locale, c.kind,
-    c.customer ? 'customer' : 'prospect', c.lastPurchaseAt, 'bench', '{}', c.createdAt, c.createdAt, lastInteraction, null,
+    c.id,
+    c.email,
+    addressHash(secret, c.email),
+    c.phone,
+    c.phone ? addressHash(secret, c.phone) : null,
+    firstNames[i % firstNames.length],
+    lastNames[(i >> 3) % lastNames.length],
+    c.locale,
+    c.kind,
+    c.customer ? 'customer' : 'prospect',
+    c.lastPurchaseAt,
+    'bench',
+    '{}',
+    c.createdAt,
+    c.createdAt,
+    lastInteraction,
+    null,
   ];
 }
 
@@ -252,9 +308,26 @@ export function generateChunk(config: GeneratorConfig, start: number, count: num
       };
       const hash = eventHash(row);
       events.push(
-        row.id, row.contact_id, row.seq, row.purpose_key, row.purpose_version, row.channel_key, row.action, row.status,
-        row.legal_basis, row.source_type, row.source_ref, JSON.stringify(evidence), row.evidence_hash, row.expires_at,
-        row.occurred_at, row.recorded_at, null, null, row.prev_hash, hash,
+        row.id,
+        row.contact_id,
+        row.seq,
+        row.purpose_key,
+        row.purpose_version,
+        row.channel_key,
+        row.action,
+        row.status,
+        row.legal_basis,
+        row.source_type,
+        row.source_ref,
+        JSON.stringify(evidence),
+        row.evidence_hash,
+        row.expires_at,
+        row.occurred_at,
+        row.recorded_at,
+        null,
+        null,
+        row.prev_hash,
+        hash,
       );
       prevHash = hash;
       const next = foldEvent(prev, {
@@ -273,8 +346,17 @@ export function generateChunk(config: GeneratorConfig, start: number, count: num
     contacts.push(...contactRow(config.secret, i, lastInteraction));
     for (const { purpose, channel, state, updatedAt } of contactStates.values()) {
       states.push(
-        id, purpose, channel, state.status, state.since, state.expiresAt, state.confirmed ? 1 : 0, state.purposeVersion,
-        state.lastEventId, null, updatedAt,
+        id,
+        purpose,
+        channel,
+        state.status,
+        state.since,
+        state.expiresAt,
+        state.confirmed ? 1 : 0,
+        state.purposeVersion,
+        state.lastEventId,
+        null,
+        updatedAt,
       );
     }
     heads.push(id, plan.length, prevHash);

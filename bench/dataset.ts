@@ -11,8 +11,8 @@ import { createContext } from '../src/boot.ts';
 import { loadConfig } from '../src/config.ts';
 import type { Database } from '../src/database.ts';
 import { migrateToLatest } from '../src/migrations/index.ts';
-import { type StoredEvent, verifyChain } from '../src/modules/consents/consents.ledger.ts';
 import { listChannels } from '../src/modules/channels/index.ts';
+import { type StoredEvent, verifyChain } from '../src/modules/consents/consents.ledger.ts';
 import { listPurposes, wordingText } from '../src/modules/purposes/index.ts';
 import { fmtInt, fmtSeconds, log, progress, tsWorker } from './common.ts';
 import {

@@ -60,7 +60,13 @@ async function stopServer(child: ChildProcess): Promise<void> {
   await exited;
 }
 
-async function load(port: number, paths: string[], key: string, connections: number, run: { seconds: number } | { amount: number }): Promise<Result> {
+async function load(
+  port: number,
+  paths: string[],
+  key: string,
+  connections: number,
+  run: { seconds: number } | { amount: number },
+): Promise<Result> {
   let next = 0;
   return await autocannon({
     url: `http://127.0.0.1:${port}`,

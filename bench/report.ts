@@ -1,6 +1,6 @@
 // The results: a table on the terminal and bench/RESULTS.md, every figure beside its baseline.
 import { writeFileSync } from 'node:fs';
-import { cpus, freemem, totalmem, type as osType, release } from 'node:os';
+import { cpus, freemem, type as osType, release, totalmem } from 'node:os';
 import { fmtInt, fmtPct, fmtRatio, fmtSeconds } from './common.ts';
 
 export interface Measure {

@@ -20,7 +20,7 @@ import { benchDecide, type DecideResult } from './decide.ts';
 import { benchFormPost } from './form-post.ts';
 import { benchHttp, type HttpResult } from './http.ts';
 import { benchMail } from './mail.ts';
-import { machine, type Measure, printTable, writeResults } from './report.ts';
+import { type Measure, machine, printTable, writeResults } from './report.ts';
 import { sampleContacts } from './sample.ts';
 
 function envInt(name: string, fallback: number, min: number): number {
@@ -47,7 +47,15 @@ const settings = {
   appendEvents: envInt('BENCH_APPEND_EVENTS', 100_000, 1_000),
   appendBatch: envInt('BENCH_APPEND_BATCH', 500, 1),
 };
-const envShown = ['BENCH_CONTACTS', 'BENCH_MAILS', 'BENCH_SECONDS', 'BENCH_HTTP_SECONDS', 'BENCH_HTTP_CONNECTIONS', 'BENCH_APPEND_EVENTS', 'BENCH_APPEND_BATCH']
+const envShown = [
+  'BENCH_CONTACTS',
+  'BENCH_MAILS',
+  'BENCH_SECONDS',
+  'BENCH_HTTP_SECONDS',
+  'BENCH_HTTP_CONNECTIONS',
+  'BENCH_APPEND_EVENTS',
+  'BENCH_APPEND_BATCH',
+]
   .filter((name) => process.env[name])
   .map((name) => `${name}=${process.env[name]}`);
 const command = [...envShown, 'npm run bench', ...(args.length > 0 ? ['--', ...args] : [])].join(' ');
@@ -202,7 +210,7 @@ if (!allParts.every((part) => only.has(part))) {
       'Targets (issue 3): decide() ≥ 50,000/s; GET /v1/decisions ≥ 50% of a bare Fastify route; append through the service ≥ 50% of a raw batched insert with the same hashing.',
       'Targets (issue 4): dispatch through the pooled SMTP transport ≥ 70% of bare nodemailer sending the same messages to the same local sink; POST /f/{key} sustained with no errors (requests/s and p99 beside GET /v1/decisions on the same server).',
       'Build or reuse: the database lives in bench/.data/ (git-ignored) and is reused while complete (migrations added since run on it, as on an upgrade); `npm run bench -- --rebuild` starts over.',
-      'Profiles: `BENCH_PROFILE=1 npm run bench -- --only=http` writes a CPU profile of each server\'s measured rounds to bench/.data/.',
+      "Profiles: `BENCH_PROFILE=1 npm run bench -- --only=http` writes a CPU profile of each server's measured rounds to bench/.data/.",
     ],
   });
   log(`Wrote ${resultsFile}`);

@@ -10,18 +10,18 @@ import { authenticate, scopeAllows } from './modules/auth/index.ts';
 import { channelRoutes } from './modules/channels/index.ts';
 import { collectionRoutes, messageRoutes } from './modules/collection/index.ts';
 import { consentRoutes } from './modules/consents/index.ts';
-import { formApiRoutes, formPageRoutes } from './modules/forms/index.ts';
-import { messagingRoutes } from './modules/messaging/index.ts';
-import { chooseLang } from './pages/i18n.ts';
-import { sendMessagePage } from './pages/render.ts';
 import { contactRoutes } from './modules/contacts/index.ts';
+import { formApiRoutes, formPageRoutes } from './modules/forms/index.ts';
 import { governanceRoutes } from './modules/governance/index.ts';
+import { messagingRoutes } from './modules/messaging/index.ts';
 import { purposeRoutes } from './modules/purposes/index.ts';
 import { suppressionRoutes } from './modules/suppressions/index.ts';
+import { chooseLang } from './pages/i18n.ts';
+import { sendMessagePage } from './pages/render.ts';
 import type { AppContext } from './platform/context.ts';
-import { LazyChildLogger } from './platform/logger.ts';
 import { DomainError, type FieldError, type ProblemCode, toProblem } from './platform/errors.ts';
 import { type App, ProblemSchema } from './platform/http.ts';
+import { LazyChildLogger } from './platform/logger.ts';
 
 const PROBLEM = 'application/problem+json; charset=utf-8';
 
@@ -55,7 +55,15 @@ function asDomainError(error: FastifyError): DomainError {
     return new DomainError('validation_failed', fields.map((f) => `${f.path} ${f.message}`).join('; '), fields);
   }
   const status = error.statusCode ?? 500;
-  const byStatus: Record<number, ProblemCode> = { 401: 'unauthorized', 403: 'forbidden', 404: 'not_found', 405: 'method_not_allowed', 413: 'payload_too_large', 415: 'unsupported_media_type', 429: 'rate_limited' };
+  const byStatus: Record<number, ProblemCode> = {
+    401: 'unauthorized',
+    403: 'forbidden',
+    404: 'not_found',
+    405: 'method_not_allowed',
+    413: 'payload_too_large',
+    415: 'unsupported_media_type',
+    429: 'rate_limited',
+  };
   if (status === 400) {
     const json = error instanceof SyntaxError || /JSON/i.test(error.code ?? '') || /JSON/.test(error.message);
     return new DomainError(json ? 'bad_json' : 'validation_failed', error.message);
@@ -74,7 +82,10 @@ export async function buildApp(ctx: AppContext): Promise<App> {
     // Each request's child logger is made only when a line is written (platform/logger.ts).
     childLoggerFactory: (logger, bindings, options) =>
       Object.keys(options).length === 0
-        ? (new LazyChildLogger(logger as unknown as ConstructorParameters<typeof LazyChildLogger>[0], bindings) as unknown as FastifyBaseLogger)
+        ? (new LazyChildLogger(
+            logger as unknown as ConstructorParameters<typeof LazyChildLogger>[0],
+            bindings,
+          ) as unknown as FastifyBaseLogger)
         : logger.child(bindings, options),
     bodyLimit: ctx.config.bodyLimitBytes,
     ajv: { customOptions: { coerceTypes: false, allErrors: true, removeAdditional: false } },
@@ -115,16 +126,28 @@ export async function buildApp(ctx: AppContext): Promise<App> {
 
   // Refused on both stores alike, before PostgreSQL would turn it into a 500.
   app.addHook('preValidation', async (request) => {
-    for (const [part, value] of [['body', request.body], ['querystring', request.query], ['params', request.params]] as const) {
+    for (const [part, value] of [
+      ['body', request.body],
+      ['querystring', request.query],
+      ['params', request.params],
+    ] as const) {
       const path = nulPath(value, `/${part}`);
-      if (path) throw new DomainError('validation_failed', `${path} holds a NUL character`, [{ path, message: 'must not hold a NUL character (U+0000)' }]);
+      if (path)
+        throw new DomainError('validation_failed', `${path} holds a NUL character`, [
+          { path, message: 'must not hold a NUL character (U+0000)' },
+        ]);
     }
   });
 
   // Access log: route pattern and status only, never the raw URL (it may carry an email) nor the IP.
   app.addHook('onResponse', async (request, reply) => {
     request.log.info(
-      { method: request.method, route: request.routeOptions.url ?? 'unmatched', status: reply.statusCode, ms: Math.round(reply.elapsedTime) },
+      {
+        method: request.method,
+        route: request.routeOptions.url ?? 'unmatched',
+        status: reply.statusCode,
+        ms: Math.round(reply.elapsedTime),
+      },
       'request',
     );
   });
@@ -153,11 +176,9 @@ export async function buildApp(ctx: AppContext): Promise<App> {
       .send(toProblem(new DomainError('route_not_found', `There is no route ${request.method} ${request.url.split('?')[0]}`))),
   );
 
-  app.get(
-    '/healthz',
-    { schema: { hide: true, response: { 200: Type.Object({ status: Type.String() }) } } },
-    async () => ({ status: 'ok' }),
-  );
+  app.get('/healthz', { schema: { hide: true, response: { 200: Type.Object({ status: Type.String() }) } } }, async () => ({
+    status: 'ok',
+  }));
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 
   channelRoutes(app, ctx);

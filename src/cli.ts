@@ -51,7 +51,9 @@ async function progressBar(label: string, enabled: boolean) {
 
 const program = new Command()
   .name('assent')
-  .description('Assent: consent ledger, contacts and contactability decisions.\nEvery command reads DATABASE_URL (default sqlite:./data/assent.db).')
+  .description(
+    'Assent: consent ledger, contacts and contactability decisions.\nEvery command reads DATABASE_URL (default sqlite:./data/assent.db).',
+  )
   .showHelpAfterError();
 
 program
@@ -111,7 +113,11 @@ keys
   .option('--json', 'print { name, scope, key }')
   .action(async (opts: { name: string; scope: 'read' | 'write' | 'admin'; json?: boolean }) => {
     const created = await withContext(async (ctx) => (await auth()).createKey(ctx, { name: opts.name, scope: opts.scope }));
-    print(!!opts.json, created, () => `${created.key}\n(key "${created.name}", scope ${created.scope}: store it now, it is not shown again)`);
+    print(
+      !!opts.json,
+      created,
+      () => `${created.key}\n(key "${created.name}", scope ${created.scope}: store it now, it is not shown again)`,
+    );
   });
 keys
   .command('list')
@@ -163,10 +169,14 @@ ledger
   .option('--json', 'print JSON')
   .action(async (opts: { json?: boolean }) => {
     const result = await withContext(async (ctx) => (await core()).takeCheckpoint(ctx));
-    print(!!opts.json, result ?? null, () => (result ? `checkpoint ${result.id}: ${result.digest} (${result.heads} heads)` : 'nothing moved since the last checkpoint'));
+    print(!!opts.json, result ?? null, () =>
+      result ? `checkpoint ${result.id}: ${result.digest} (${result.heads} heads)` : 'nothing moved since the last checkpoint',
+    );
   });
 
-const outbox = program.command('outbox').description('Messages Assent sent or keeps (the outbox transport keeps them when SMTP_URL is not set)');
+const outbox = program
+  .command('outbox')
+  .description('Messages Assent sent or keeps (the outbox transport keeps them when SMTP_URL is not set)');
 outbox
   .command('list')
   .description('List messages, newest first')
@@ -179,9 +189,7 @@ outbox
   .option('--json', 'print JSON')
   .action(async (opts: { status?: string; limit?: number; json?: boolean }) => {
     const { listOutbox } = await import('./modules/messaging/index.ts');
-    const page = await withContext((ctx) =>
-      listOutbox(ctx, { ...(opts.status ? { status: opts.status } : {}), limit: opts.limit ?? 50 }),
-    );
+    const page = await withContext((ctx) => listOutbox(ctx, { ...(opts.status ? { status: opts.status } : {}), limit: opts.limit ?? 50 }));
     print(!!opts.json, page, () =>
       table(page.items.map((m) => ({ id: m.id, status: m.status, kind: m.kind, to: m.to, subject: m.subject, created: m.createdAt }))),
     );

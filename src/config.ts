@@ -94,10 +94,12 @@ export function loadConfig(env: Env = process.env): Config {
   if (publicUrl && !/^https?:\/\/[^\s/]+/.test(publicUrl)) problems.push(`PUBLIC_URL must be an http(s) URL (got "${publicUrl}")`);
 
   const smtpUrl = env.SMTP_URL || undefined;
-  if (smtpUrl && !/^smtps?:\/\/[^\s]+$/.test(smtpUrl)) problems.push('SMTP_URL must look like smtp://user:pass@host:587 or smtps://host:465');
+  if (smtpUrl && !/^smtps?:\/\/[^\s]+$/.test(smtpUrl))
+    problems.push('SMTP_URL must look like smtp://user:pass@host:587 or smtps://host:465');
   const from = env.MAIL_FROM || 'Assent <no-reply@localhost>';
   const fromAddress = /<([^>]+)>\s*$/.exec(from)?.[1] ?? from;
-  if (!/^[^\s@<>]+@[^\s@<>]+$/.test(fromAddress)) problems.push(`MAIL_FROM must be an address, e.g. "Shop <news@shop.example>" (got "${from}")`);
+  if (!/^[^\s@<>]+@[^\s@<>]+$/.test(fromAddress))
+    problems.push(`MAIL_FROM must be an address, e.g. "Shop <news@shop.example>" (got "${from}")`);
   const unsubscribeMailto = env.UNSUBSCRIBE_MAILTO || fromAddress;
   const dkimParts = [env.DKIM_DOMAIN, env.DKIM_SELECTOR, env.DKIM_PRIVATE_KEY_FILE];
   const dkimSet = dkimParts.filter(Boolean).length;
@@ -126,7 +128,11 @@ export function loadConfig(env: Env = process.env): Config {
       unsubscribeMailto,
       dkim:
         dkimSet === 3
-          ? { domain: env.DKIM_DOMAIN as string, selector: env.DKIM_SELECTOR as string, privateKeyFile: env.DKIM_PRIVATE_KEY_FILE as string }
+          ? {
+              domain: env.DKIM_DOMAIN as string,
+              selector: env.DKIM_SELECTOR as string,
+              privateKeyFile: env.DKIM_PRIVATE_KEY_FILE as string,
+            }
           : undefined,
     },
     company: { name: env.COMPANY_NAME || 'Assent', address: env.COMPANY_ADDRESS || '', logoUrl },

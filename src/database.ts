@@ -8,8 +8,8 @@ import {
   type DatabaseConnection,
   type Driver,
   Kysely,
-  PostgresDialect,
   type SqliteDatabase as KyselySqliteDatabase,
+  PostgresDialect,
   SqliteDialect,
   SqliteDriver,
 } from 'kysely';
@@ -17,6 +17,7 @@ import pg from 'pg';
 import type { Config } from './config.ts';
 import type { ApiKeysTable } from './modules/auth/auth.table.ts';
 import type { ChannelsTable } from './modules/channels/channels.table.ts';
+import type { FormRendersTable, FormsTable, UsedTokensTable } from './modules/collection/collection.table.ts';
 import type {
   ChainHeadsTable,
   ConsentEventsTable,
@@ -25,9 +26,8 @@ import type {
   LedgerCheckpointsTable,
 } from './modules/consents/consents.table.ts';
 import type { ContactsTable, FieldsTable } from './modules/contacts/contacts.table.ts';
-import type { PurposesTable, PurposeVersionsTable } from './modules/purposes/purposes.table.ts';
-import type { FormRendersTable, FormsTable, UsedTokensTable } from './modules/collection/collection.table.ts';
 import type { MessagesTable, TemplatesTable } from './modules/messaging/messaging.table.ts';
+import type { PurposesTable, PurposeVersionsTable } from './modules/purposes/purposes.table.ts';
 import type { JobRunsTable, SettingsTable } from './modules/scheduler/scheduler.table.ts';
 import type { SuppressionsTable } from './modules/suppressions/suppressions.table.ts';
 
@@ -141,10 +141,7 @@ function openSqlite(file: string): SqliteDatabase.Database {
   return sqlite;
 }
 
-export function createDb(
-  database: Config['database'],
-  options: { pgPoolSize?: number; onIdleError?: (error: Error) => void } = {},
-): Db {
+export function createDb(database: Config['database'], options: { pgPoolSize?: number; onIdleError?: (error: Error) => void } = {}): Db {
   if (database.dialect === 'sqlite') {
     const writer = openSqlite(database.file);
     const kysely = new Kysely<Database>({ dialect: new ImmediateSqliteDialect(withStatementCache(writer)) });
@@ -154,8 +151,7 @@ export function createDb(
     const statements = new Map<string, { statement: SqliteDatabase.Statement; columns: string[] | null }>();
     const readerFor = (): SqliteDatabase.Database => {
       if (!reader) {
-        reader =
-          database.file === ':memory:' ? writer : new SqliteDatabase(database.file, { readonly: true, fileMustExist: true });
+        reader = database.file === ':memory:' ? writer : new SqliteDatabase(database.file, { readonly: true, fileMustExist: true });
         reader.pragma('busy_timeout = 5000');
         if (reader !== writer) for (const pragma of SQLITE_READER_PRAGMAS) reader.pragma(pragma);
       }

@@ -79,7 +79,11 @@ describe.each(dialects)('API keys on %s', (dialect) => {
       for (const op of operations) {
         const body = op.method === 'GET' || op.method === 'DELETE' ? undefined : { email: 'nokey@example.com' };
         const res = await t.call(op.method, op.url, { key: null, ...(body ? { body } : {}) });
-        if (res.statusCode !== 401 || !String(res.headers['content-type']).startsWith('application/problem+json') || res.json().code !== 'unauthorized') {
+        if (
+          res.statusCode !== 401 ||
+          !String(res.headers['content-type']).startsWith('application/problem+json') ||
+          res.json().code !== 'unauthorized'
+        ) {
           failures.push(`${op.method} ${op.template} → ${res.statusCode} ${res.body.slice(0, 120)}`);
         }
       }
@@ -101,7 +105,10 @@ describe.each(dialects)('API keys on %s', (dialect) => {
       ['random text', () => ({ authorization: 'Bearer not-a-key' })],
       ['a key with a space inside', (k) => ({ authorization: `Bearer ${k.admin.slice(0, 20)} ${k.admin.slice(20)}` })],
       ['a truncated key', (k) => ({ authorization: `Bearer ${k.admin.slice(0, -1)}` })],
-      ['a well-formed key whose secret part is wrong', (k) => ({ authorization: `Bearer ${k.admin.slice(0, -4)}${k.admin.endsWith('AAAA') ? 'BBBB' : 'AAAA'}` })],
+      [
+        'a well-formed key whose secret part is wrong',
+        (k) => ({ authorization: `Bearer ${k.admin.slice(0, -4)}${k.admin.endsWith('AAAA') ? 'BBBB' : 'AAAA'}` }),
+      ],
       ['a well-formed key that was never issued', () => ({ authorization: `Bearer ak_01JAAAAAAAAAAAAAAAAAAAAAAA_${'A'.repeat(43)}` })],
       ['Basic instead of Bearer', (k) => ({ authorization: `Basic ${Buffer.from(`user:${k.admin}`).toString('base64')}` })],
       ['a malformed X-Api-Key header', () => ({ 'x-api-key': 'ak_short' })],
@@ -135,7 +142,11 @@ describe.each(dialects)('API keys on %s', (dialect) => {
       const { key } = await createKey(t.ctx, { name: 'revoked-elsewhere', scope: 'read' });
       expect((await t.call('GET', `/v1/contacts/${contactId}`, { key })).statusCode).toBe(200);
       // Another process revokes it: straight in the store, this process's cache is not told.
-      await t.ctx.db.kysely.updateTable('api_keys').set({ revoked_at: t.clock.now().toISOString() }).where('name', '=', 'revoked-elsewhere').execute();
+      await t.ctx.db.kysely
+        .updateTable('api_keys')
+        .set({ revoked_at: t.clock.now().toISOString() })
+        .where('name', '=', 'revoked-elsewhere')
+        .execute();
       await sleep(2_100);
       expectProblem(await t.call('GET', `/v1/contacts/${contactId}`, { key }), 401, 'unauthorized');
     });
@@ -200,13 +211,23 @@ describe.each(dialects)('API keys on %s', (dialect) => {
     });
 
     it('lets an admin key do what a write key may not', async () => {
-      const res = await t.call('POST', '/v1/channels', { key: t.keys.admin, body: { key: 'postal', kind: 'postal', names: { fr: 'Courrier' } } });
+      const res = await t.call('POST', '/v1/channels', {
+        key: t.keys.admin,
+        body: { key: 'postal', kind: 'postal', names: { fr: 'Courrier' } },
+      });
       expect(res.statusCode).toBe(201);
     });
 
     it('lets a read key read, and ask for decisions by GET and by POST', async () => {
       const read = t.keys.read;
-      for (const url of [`/v1/contacts/${contactId}`, `/v1/contacts/${contactId}/consents`, '/v1/purposes', '/v1/channels', '/v1/fields', '/v1/ledger/verify']) {
+      for (const url of [
+        `/v1/contacts/${contactId}`,
+        `/v1/contacts/${contactId}/consents`,
+        '/v1/purposes',
+        '/v1/channels',
+        '/v1/fields',
+        '/v1/ledger/verify',
+      ]) {
         const res = await t.call('GET', url, { key: read });
         expect(`${url} → ${res.statusCode}`).toBe(`${url} → 200`);
       }
@@ -215,7 +236,12 @@ describe.each(dialects)('API keys on %s', (dialect) => {
       expect(one.json()).toMatchObject({ allowed: false, reason: 'no_consent' });
       const batch = await t.call('POST', '/v1/decisions', {
         key: read,
-        body: { items: [{ contactId, purpose: 'commercial-email', channel: 'email' }, { contactId, purpose: 'commercial-sms', channel: 'sms' }] },
+        body: {
+          items: [
+            { contactId, purpose: 'commercial-email', channel: 'email' },
+            { contactId, purpose: 'commercial-sms', channel: 'sms' },
+          ],
+        },
       });
       expect(batch.statusCode).toBe(200);
       expect(batch.json().results).toHaveLength(2);

@@ -48,7 +48,9 @@ describe.each(dialects)('assent CLI on %s', (dialect) => {
   });
 
   it('scheduler run --at 31 days later records expired consents', async () => {
-    await t.call('POST', '/v1/purposes', { body: { key: 'cli-expiry', title: { fr: 'Essai' }, channels: ['email'], expiry: { afterDays: 30 } } });
+    await t.call('POST', '/v1/purposes', {
+      body: { key: 'cli-expiry', title: { fr: 'Essai' }, channels: ['email'], expiry: { afterDays: 30 } },
+    });
     const contact = await createContact(t);
     await record(t, { contactId: contact.id, purpose: 'cli-expiry', channel: 'email', action: 'grant' });
     const at = new Date(t.clock.now().getTime() + 31 * 86_400_000).toISOString();
@@ -99,7 +101,19 @@ describe.each(dialects)('assent CLI on %s', (dialect) => {
 
 describe('assent CLI without a store', () => {
   it('has --help on every command', async () => {
-    const commands = [[], ['serve'], ['migrate'], ['keys'], ['keys', 'create'], ['keys', 'list'], ['keys', 'revoke'], ['ledger', 'verify'], ['ledger', 'rebuild-state'], ['ledger', 'checkpoint'], ['scheduler', 'run']];
+    const commands = [
+      [],
+      ['serve'],
+      ['migrate'],
+      ['keys'],
+      ['keys', 'create'],
+      ['keys', 'list'],
+      ['keys', 'revoke'],
+      ['ledger', 'verify'],
+      ['ledger', 'rebuild-state'],
+      ['ledger', 'checkpoint'],
+      ['scheduler', 'run'],
+    ];
     const runs = await Promise.all(commands.map((command) => runCli([...command, '--help'])));
     for (const [i, run] of runs.entries()) {
       expect(run.code, commands[i]?.join(' ')).toBe(0);

@@ -26,7 +26,9 @@ describe.each(dialects)('consent core on %s', (dialect) => {
       expect(history.items.map((e: { action: string }) => e.action)).toEqual(['granted', 'withdrawn', 'granted']);
 
       const states = (await t.call('GET', `/v1/contacts/${contact.id}/consents`)).json();
-      const email = states.items.find((s: { purpose: string; channel: string }) => s.purpose === 'commercial-email' && s.channel === 'email');
+      const email = states.items.find(
+        (s: { purpose: string; channel: string }) => s.purpose === 'commercial-email' && s.channel === 'email',
+      );
       expect(email.status).toBe('granted');
       const sms = states.items.find((s: { purpose: string }) => s.purpose === 'commercial-sms');
       expect(sms.status).toBe('none');
@@ -79,10 +81,12 @@ describe.each(dialects)('consent core on %s', (dialect) => {
 
       const later = new Date(t.clock.now().getTime() + 31 * 86_400_000);
       // The decision is already refused at that time, before any job ran…
-      expect(await decision(t, { contactId: contact.id, purpose: 'flash-sales', channel: 'email', at: later.toISOString() })).toMatchObject({
-        allowed: false,
-        reason: 'consent_expired',
-      });
+      expect(await decision(t, { contactId: contact.id, purpose: 'flash-sales', channel: 'email', at: later.toISOString() })).toMatchObject(
+        {
+          allowed: false,
+          reason: 'consent_expired',
+        },
+      );
       // …and the scheduler records the expiry in the ledger.
       const saved = t.clock.now();
       t.clock.set(later);
@@ -132,7 +136,12 @@ describe.each(dialects)('consent core on %s', (dialect) => {
       const responses = await Promise.all(
         Array.from({ length: 24 }, (_, i) =>
           t.call('POST', '/v1/consents', {
-            body: { contactId: contact.id, purpose: i % 2 ? 'commercial-email' : 'commercial-sms', channel: i % 2 ? 'email' : 'sms', action: actions[i % 4] },
+            body: {
+              contactId: contact.id,
+              purpose: i % 2 ? 'commercial-email' : 'commercial-sms',
+              channel: i % 2 ? 'email' : 'sms',
+              action: actions[i % 4],
+            },
           }),
         ),
       );
@@ -159,7 +168,13 @@ describe.each(dialects)('consent core on %s', (dialect) => {
   describe('GET /v1/contacts/:id/proof', () => {
     it('bundles the events, the wording of every cited purpose version and the chain check', async () => {
       const contact = await createContact(t);
-      await record(t, { contactId: contact.id, purpose: 'commercial-email', channel: 'email', action: 'grant', evidence: { ip: '198.51.100.7', userAgent: 'Firefox' } });
+      await record(t, {
+        contactId: contact.id,
+        purpose: 'commercial-email',
+        channel: 'email',
+        action: 'grant',
+        evidence: { ip: '198.51.100.7', userAgent: 'Firefox' },
+      });
       const patched = await t.call('PATCH', '/v1/purposes/commercial-email', {
         body: { description: { fr: 'Nos offres, chaque semaine.', en: 'Our offers, every week.' } },
       });
@@ -178,7 +193,13 @@ describe.each(dialects)('consent core on %s', (dialect) => {
   describe('DELETE /v1/contacts/:id', () => {
     it('erases personal data, keeps a verifiable proof, and suppresses the address until the person grants again by form', async () => {
       const contact = await createContact(t, { email: 'erase.me@example.com', phone: '+33611223344' });
-      await record(t, { contactId: contact.id, purpose: 'commercial-email', channel: 'email', action: 'grant', evidence: { ip: '192.0.2.44', userAgent: 'Mozilla/5.0 Erase' } });
+      await record(t, {
+        contactId: contact.id,
+        purpose: 'commercial-email',
+        channel: 'email',
+        action: 'grant',
+        evidence: { ip: '192.0.2.44', userAgent: 'Mozilla/5.0 Erase' },
+      });
       expect((await t.call('DELETE', `/v1/contacts/${contact.id}`)).statusCode).toBe(204);
 
       expect((await t.call('GET', `/v1/contacts/${contact.id}`)).statusCode).toBe(410);
@@ -199,15 +220,31 @@ describe.each(dialects)('consent core on %s', (dialect) => {
         reason: 'suppressed',
       });
       // An API grant with source "import" does not lift the suppression…
-      await record(t, { contactId: again.id, purpose: 'commercial-email', channel: 'email', action: 'grant', source: { type: 'import', ref: 'batch-1' } });
+      await record(t, {
+        contactId: again.id,
+        purpose: 'commercial-email',
+        channel: 'email',
+        action: 'grant',
+        source: { type: 'import', ref: 'batch-1' },
+      });
       expect((await decision(t, { contactId: again.id, purpose: 'commercial-email', channel: 'email' })).reason).toBe('suppressed');
       // …the person's own grant through a form does.
-      await record(t, { contactId: again.id, purpose: 'commercial-email', channel: 'email', action: 'grant', source: { type: 'form', ref: 'signup@1' } });
+      await record(t, {
+        contactId: again.id,
+        purpose: 'commercial-email',
+        channel: 'email',
+        action: 'grant',
+        source: { type: 'form', ref: 'signup@1' },
+      });
       expect(await decision(t, { contactId: again.id, purpose: 'commercial-email', channel: 'email' })).toMatchObject({
         allowed: true,
         reason: 'consent',
       });
-      const fresh = await t.ctx.db.kysely.selectFrom('contacts').select('last_interaction_at').where('id', '=', again.id).executeTakeFirstOrThrow();
+      const fresh = await t.ctx.db.kysely
+        .selectFrom('contacts')
+        .select('last_interaction_at')
+        .where('id', '=', again.id)
+        .executeTakeFirstOrThrow();
       expect(fresh.last_interaction_at).toBe(t.clock.now().toISOString());
     });
   });

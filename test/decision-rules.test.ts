@@ -2,9 +2,9 @@
 // /v1/decisions on the real app: every expectation is checked on both endpoints.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runDueJobs } from '../src/modules/scheduler/index.ts';
+import { normalizePhone } from '../src/platform/addresses.ts';
 import { buildTestApp, type TestApp } from './helpers/build-app.ts';
 import { dialects } from './helpers/dialects.ts';
-import { normalizePhone } from '../src/platform/addresses.ts';
 import { createContact, frenchMobile, record } from './helpers/factories.ts';
 
 interface DecisionOut {
@@ -168,7 +168,10 @@ describe.each(dialects)('decision rules on %s', (dialect) => {
       await expectDecision(sms, { allowed: false, reason: 'objected' });
       await expectDecision(postal, { allowed: false, reason: 'objected' });
       // Another purpose is not touched.
-      await expectDecision({ contactId: contact.id, purpose: 'commercial-phone', channel: 'phone', at: SWITCH_EVE }, allowedBy('legitimate_interest', 'opt_out_channel'));
+      await expectDecision(
+        { contactId: contact.id, purpose: 'commercial-phone', channel: 'phone', at: SWITCH_EVE },
+        allowedBy('legitimate_interest', 'opt_out_channel'),
+      );
     });
 
     it('beats a valid consent on a consent purpose', async () => {
@@ -187,9 +190,18 @@ describe.each(dialects)('decision rules on %s', (dialect) => {
       const item = { contactId: contact.id, purpose: 'monthly', channel: 'email' };
       const grant = await record(t, { ...item, action: 'grant' });
       expect(grant.expiresAt).toBe(new Date(now().getTime() + 30 * DAY).toISOString());
-      await expectDecision(item, { allowed: true, basis: 'consent', reason: 'consent', evidenceEventId: grant.id, expiresAt: grant.expiresAt });
+      await expectDecision(item, {
+        allowed: true,
+        basis: 'consent',
+        reason: 'consent',
+        evidenceEventId: grant.id,
+        expiresAt: grant.expiresAt,
+      });
       // The same consent, asked about after its end: expired even before the expiry job ran.
-      await expectDecision({ ...item, at: new Date(now().getTime() + 31 * DAY).toISOString() }, refusedBy('consent', 'consent_expired', grant.id));
+      await expectDecision(
+        { ...item, at: new Date(now().getTime() + 31 * DAY).toISOString() },
+        refusedBy('consent', 'consent_expired', grant.id),
+      );
     });
 
     it('answers refused, withdrawn and no_consent', async () => {
@@ -273,7 +285,10 @@ describe.each(dialects)('decision rules on %s', (dialect) => {
         await expectDecision({ contactId: contact.id, purpose: 'commercial-sms', channel: 'sms' }, refusedBy('consent', 'no_consent'));
       }
       const grant = await record(t, { contactId: people[0]?.id, purpose: 'commercial-sms', channel: 'sms', action: 'grant' });
-      await expectDecision({ contactId: String(people[0]?.id), purpose: 'commercial-sms', channel: 'sms' }, allowedBy('consent', 'consent', grant.id));
+      await expectDecision(
+        { contactId: String(people[0]?.id), purpose: 'commercial-sms', channel: 'sms' },
+        allowedBy('consent', 'consent', grant.id),
+      );
     });
   });
 
@@ -286,22 +301,34 @@ describe.each(dialects)('decision rules on %s', (dialect) => {
       }
       // By address too, and with the evidence of a recorded event when there is one.
       const grant = await record(t, { contactId: contact.id, purpose: 'li-offers', channel: 'sms', action: 'grant' });
-      await expectDecision({ phone: String(contact.phone), purpose: 'li-offers', channel: 'sms' }, allowedBy('consent', 'consent', grant.id));
-      await expectDecision({ email: String(contact.email), purpose: 'li-offers', channel: 'email' }, allowedBy('legitimate_interest', 'soft_opt_in'));
+      await expectDecision(
+        { phone: String(contact.phone), purpose: 'li-offers', channel: 'sms' },
+        allowedBy('consent', 'consent', grant.id),
+      );
+      await expectDecision(
+        { email: String(contact.email), purpose: 'li-offers', channel: 'email' },
+        allowedBy('legitimate_interest', 'soft_opt_in'),
+      );
     });
 
     it('refuses a prospect without an order', async () => {
       const contact = await createContact(t, { phone: mobile() });
       expect(contact.lifecycle).toBe('prospect');
       for (const channel of ['email', 'sms']) {
-        await expectDecision({ contactId: contact.id, purpose: 'li-offers', channel }, refusedBy('legitimate_interest', 'soft_opt_in_not_eligible'));
+        await expectDecision(
+          { contactId: contact.id, purpose: 'li-offers', channel },
+          refusedBy('legitimate_interest', 'soft_opt_in_not_eligible'),
+        );
       }
     });
 
     it('refuses a contact marked customer without a purchase date (an account is not a sale)', async () => {
       const contact = await createContact(t, { phone: mobile(), lifecycle: 'customer' });
       for (const channel of ['email', 'sms']) {
-        await expectDecision({ contactId: contact.id, purpose: 'li-offers', channel }, refusedBy('legitimate_interest', 'soft_opt_in_not_eligible'));
+        await expectDecision(
+          { contactId: contact.id, purpose: 'li-offers', channel },
+          refusedBy('legitimate_interest', 'soft_opt_in_not_eligible'),
+        );
       }
     });
 
@@ -309,13 +336,22 @@ describe.each(dialects)('decision rules on %s', (dialect) => {
       const former = await createContact(t, { phone: mobile(), lifecycle: 'customer', lastPurchaseAt: daysAgo(366) });
       expect(former.lifecycle).toBe('former_customer');
       for (const channel of ['email', 'sms']) {
-        await expectDecision({ contactId: former.id, purpose: 'li-offers', channel }, refusedBy('legitimate_interest', 'soft_opt_in_not_eligible'));
+        await expectDecision(
+          { contactId: former.id, purpose: 'li-offers', channel },
+          refusedBy('legitimate_interest', 'soft_opt_in_not_eligible'),
+        );
       }
       // A recent customer asked about a time when the purchase is more than a year old.
       const recent = await createContact(t, { lastPurchaseAt: daysAgo(30) });
       const item = { contactId: recent.id, purpose: 'li-offers', channel: 'email' };
-      await expectDecision({ ...item, at: new Date(now().getTime() + 335 * DAY - 60_000).toISOString() }, allowedBy('legitimate_interest', 'soft_opt_in'));
-      await expectDecision({ ...item, at: new Date(now().getTime() + 336 * DAY).toISOString() }, refusedBy('legitimate_interest', 'soft_opt_in_not_eligible'));
+      await expectDecision(
+        { ...item, at: new Date(now().getTime() + 335 * DAY - 60_000).toISOString() },
+        allowedBy('legitimate_interest', 'soft_opt_in'),
+      );
+      await expectDecision(
+        { ...item, at: new Date(now().getTime() + 336 * DAY).toISOString() },
+        refusedBy('legitimate_interest', 'soft_opt_in_not_eligible'),
+      );
     });
   });
 
@@ -324,12 +360,18 @@ describe.each(dialects)('decision rules on %s', (dialect) => {
       const pro = await createContact(t, { kind: 'professional', email: `buyer-${Date.now()}@company.example` });
       await expectDecision({ contactId: pro.id, purpose: 'li-offers', channel: 'email' }, allowedBy('legitimate_interest', 'b2b_opt_out'));
       const person = await createContact(t, { kind: 'person' });
-      await expectDecision({ contactId: person.id, purpose: 'li-offers', channel: 'email' }, refusedBy('legitimate_interest', 'soft_opt_in_not_eligible'));
+      await expectDecision(
+        { contactId: person.id, purpose: 'li-offers', channel: 'email' },
+        refusedBy('legitimate_interest', 'soft_opt_in_not_eligible'),
+      );
     });
 
     it('does not extend to SMS unless the professional is a customer', async () => {
       const pro = await createContact(t, { kind: 'professional', phone: mobile() });
-      await expectDecision({ contactId: pro.id, purpose: 'li-offers', channel: 'sms' }, refusedBy('legitimate_interest', 'soft_opt_in_not_eligible'));
+      await expectDecision(
+        { contactId: pro.id, purpose: 'li-offers', channel: 'sms' },
+        refusedBy('legitimate_interest', 'soft_opt_in_not_eligible'),
+      );
       const buyer = await createContact(t, { kind: 'professional', phone: mobile(), lastPurchaseAt: daysAgo(3) });
       await expectDecision({ contactId: buyer.id, purpose: 'li-offers', channel: 'sms' }, allowedBy('legitimate_interest', 'soft_opt_in'));
     });
@@ -338,7 +380,10 @@ describe.each(dialects)('decision rules on %s', (dialect) => {
   describe('RULES 13 postal and phone', () => {
     it('allows postal mail on legitimate interest (opt_out_channel), whoever the contact', async () => {
       const prospect = await createContact(t);
-      await expectDecision({ contactId: prospect.id, purpose: 'li-offers', channel: 'postal' }, allowedBy('legitimate_interest', 'opt_out_channel'));
+      await expectDecision(
+        { contactId: prospect.id, purpose: 'li-offers', channel: 'postal' },
+        allowedBy('legitimate_interest', 'opt_out_channel'),
+      );
       await expectDecision(
         { contactId: prospect.id, purpose: 'li-offers', channel: 'postal', at: '2030-01-01T00:00:00Z' },
         allowedBy('legitimate_interest', 'opt_out_channel'),
@@ -362,10 +407,22 @@ describe.each(dialects)('decision rules on %s', (dialect) => {
       const former = await createContact(t, { phone: mobile(), lastPurchaseAt: '2025-06-01T10:00:00Z' });
       const markedCustomer = await createContact(t, { phone: mobile(), lifecycle: 'customer' });
       for (const at of [SWITCH, now().toISOString()]) {
-        await expectDecision({ contactId: customer.id, purpose: 'commercial-phone', channel: 'phone', at }, allowedBy('legitimate_interest', 'opt_out_channel'));
-        await expectDecision({ contactId: pro.id, purpose: 'commercial-phone', channel: 'phone', at }, allowedBy('legitimate_interest', 'opt_out_channel'));
-        await expectDecision({ contactId: former.id, purpose: 'commercial-phone', channel: 'phone', at }, refusedBy('legitimate_interest', 'phone_consent_required'));
-        await expectDecision({ contactId: markedCustomer.id, purpose: 'commercial-phone', channel: 'phone', at }, refusedBy('legitimate_interest', 'phone_consent_required'));
+        await expectDecision(
+          { contactId: customer.id, purpose: 'commercial-phone', channel: 'phone', at },
+          allowedBy('legitimate_interest', 'opt_out_channel'),
+        );
+        await expectDecision(
+          { contactId: pro.id, purpose: 'commercial-phone', channel: 'phone', at },
+          allowedBy('legitimate_interest', 'opt_out_channel'),
+        );
+        await expectDecision(
+          { contactId: former.id, purpose: 'commercial-phone', channel: 'phone', at },
+          refusedBy('legitimate_interest', 'phone_consent_required'),
+        );
+        await expectDecision(
+          { contactId: markedCustomer.id, purpose: 'commercial-phone', channel: 'phone', at },
+          refusedBy('legitimate_interest', 'phone_consent_required'),
+        );
       }
     });
 
@@ -392,7 +449,10 @@ describe.each(dialects)('decision rules on %s', (dialect) => {
       const res = await t.call('POST', '/v1/suppressions', { body: { channel: 'email', email: contact.email, reason: 'unsubscribed' } });
       expect(res.statusCode, res.body).toBe(201);
       await expectDecision(email, refusedBy('consent', 'suppressed', grant.id));
-      await expectDecision({ email: String(contact.email).toUpperCase(), purpose: 'commercial-email', channel: 'email' }, refusedBy('consent', 'suppressed', grant.id));
+      await expectDecision(
+        { email: String(contact.email).toUpperCase(), purpose: 'commercial-email', channel: 'email' },
+        refusedBy('consent', 'suppressed', grant.id),
+      );
       // The suppression is per channel: the SMS consent still holds.
       const sms = await record(t, { contactId: contact.id, purpose: 'commercial-sms', channel: 'sms', action: 'grant' });
       await expectDecision({ contactId: contact.id, purpose: 'commercial-sms', channel: 'sms' }, allowedBy('consent', 'consent', sms.id));
@@ -402,31 +462,48 @@ describe.each(dialects)('decision rules on %s', (dialect) => {
       const contact = await createContact(t, { phone: mobile(), lastPurchaseAt: daysAgo(1) });
       const item = { contactId: contact.id, purpose: 'li-offers', channel: 'sms' };
       await expectDecision(item, allowedBy('legitimate_interest', 'soft_opt_in'));
-      const res = await t.call('POST', '/v1/suppressions', { body: { channel: 'sms', phone: String(contact.phone), reason: 'unsubscribed' } });
+      const res = await t.call('POST', '/v1/suppressions', {
+        body: { channel: 'sms', phone: String(contact.phone), reason: 'unsubscribed' },
+      });
       expect(res.statusCode, res.body).toBe(201);
       await expectDecision(item, refusedBy('legitimate_interest', 'suppressed'));
     });
 
     it('answers channel_not_in_purpose for a channel the purpose does not use', async () => {
       const contact = await createContact(t, { phone: mobile() });
-      await expectDecision({ contactId: contact.id, purpose: 'commercial-email', channel: 'sms' }, refusedBy('consent', 'channel_not_in_purpose'));
-      await expectDecision({ contactId: contact.id, purpose: 'li-offers', channel: 'phone' }, refusedBy('legitimate_interest', 'channel_not_in_purpose'));
+      await expectDecision(
+        { contactId: contact.id, purpose: 'commercial-email', channel: 'sms' },
+        refusedBy('consent', 'channel_not_in_purpose'),
+      );
+      await expectDecision(
+        { contactId: contact.id, purpose: 'li-offers', channel: 'phone' },
+        refusedBy('legitimate_interest', 'channel_not_in_purpose'),
+      );
     });
 
     it('answers unknown_contact for an id, email or phone nobody has', async () => {
       const item = { purpose: 'commercial-email', channel: 'email' };
       await expectDecision({ ...item, contactId: '01JZZZZZZZZZZZZZZZZZZZZZZZ' }, refusedBy('consent', 'unknown_contact'));
       await expectDecision({ ...item, email: 'nobody-here@example.com' }, refusedBy('consent', 'unknown_contact'));
-      await expectDecision({ purpose: 'li-offers', channel: 'sms', phone: '+33699999998' }, refusedBy('legitimate_interest', 'unknown_contact'));
+      await expectDecision(
+        { purpose: 'li-offers', channel: 'sms', phone: '+33699999998' },
+        refusedBy('legitimate_interest', 'unknown_contact'),
+      );
     });
 
     it('answers no_address when the contact has no address on the channel', async () => {
       const noPhone = await createContact(t, { phone: null, lastPurchaseAt: daysAgo(2) });
       await expectDecision({ contactId: noPhone.id, purpose: 'commercial-sms', channel: 'sms' }, refusedBy('consent', 'no_address'));
       await expectDecision({ contactId: noPhone.id, purpose: 'li-offers', channel: 'sms' }, refusedBy('legitimate_interest', 'no_address'));
-      await expectDecision({ contactId: noPhone.id, purpose: 'commercial-phone', channel: 'phone', at: SWITCH_EVE }, refusedBy('legitimate_interest', 'no_address'));
+      await expectDecision(
+        { contactId: noPhone.id, purpose: 'commercial-phone', channel: 'phone', at: SWITCH_EVE },
+        refusedBy('legitimate_interest', 'no_address'),
+      );
       const noEmail = await createContact(t, { email: null, phone: mobile(), kind: 'professional' });
-      await expectDecision({ contactId: noEmail.id, purpose: 'li-offers', channel: 'email' }, refusedBy('legitimate_interest', 'no_address'));
+      await expectDecision(
+        { contactId: noEmail.id, purpose: 'li-offers', channel: 'email' },
+        refusedBy('legitimate_interest', 'no_address'),
+      );
     });
 
     it('answers erased for an erased contact, suppressed for a new contact with the same email', async () => {
@@ -435,18 +512,29 @@ describe.each(dialects)('decision rules on %s', (dialect) => {
       await record(t, { ...item, action: 'grant' });
       expect((await t.call('DELETE', `/v1/contacts/${contact.id}`)).statusCode).toBe(204);
       await expectDecision(item, refusedBy('consent', 'erased'));
-      await expectDecision({ contactId: contact.id, purpose: 'commercial-phone', channel: 'phone', at: SWITCH_EVE }, refusedBy('legitimate_interest', 'erased'));
+      await expectDecision(
+        { contactId: contact.id, purpose: 'commercial-phone', channel: 'phone', at: SWITCH_EVE },
+        refusedBy('legitimate_interest', 'erased'),
+      );
       const again = await createContact(t, { email: contact.email, phone: contact.phone });
       await expectDecision({ contactId: again.id, purpose: 'commercial-email', channel: 'email' }, refusedBy('consent', 'suppressed'));
-      await expectDecision({ contactId: again.id, purpose: 'commercial-phone', channel: 'phone', at: SWITCH_EVE }, refusedBy('legitimate_interest', 'suppressed'));
+      await expectDecision(
+        { contactId: again.id, purpose: 'commercial-phone', channel: 'phone', at: SWITCH_EVE },
+        refusedBy('legitimate_interest', 'suppressed'),
+      );
     });
 
     it('refuses an unknown purpose or channel with a 422 problem', async () => {
       const contact = await createContact(t);
-      const purpose = await t.call('GET', `/v1/decisions?${new URLSearchParams({ contactId: contact.id, purpose: 'no-such', channel: 'email' })}`);
+      const purpose = await t.call(
+        'GET',
+        `/v1/decisions?${new URLSearchParams({ contactId: contact.id, purpose: 'no-such', channel: 'email' })}`,
+      );
       expect(purpose.statusCode).toBe(422);
       expect(purpose.json().code).toBe('unknown_purpose');
-      const channel = await t.call('POST', '/v1/decisions', { body: { items: [{ contactId: contact.id, purpose: 'commercial-email', channel: 'no-such' }] } });
+      const channel = await t.call('POST', '/v1/decisions', {
+        body: { items: [{ contactId: contact.id, purpose: 'commercial-email', channel: 'no-such' }] },
+      });
       expect(channel.statusCode).toBe(422);
       expect(channel.json().code).toBe('unknown_channel');
     });

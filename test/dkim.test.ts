@@ -35,7 +35,13 @@ describe.each(dialects)('outgoing mail on %s', (dialect) => {
         key: 'promo',
         channel: 'email',
         category: 'marketing',
-        variants: { fr: { subject: 'Soldes', html: '<p>Soldes ! <a href="{{ links.unsubscribe }}">stop</a></p>', text: 'Soldes ! {{ links.unsubscribe }}' } },
+        variants: {
+          fr: {
+            subject: 'Soldes',
+            html: '<p>Soldes ! <a href="{{ links.unsubscribe }}">stop</a></p>',
+            text: 'Soldes ! {{ links.unsubscribe }}',
+          },
+        },
       },
     });
     await t.call('POST', '/v1/purposes', { body: { key: 'letter', title: { fr: 'La lettre' }, channels: ['email'], doubleOptIn: true } });

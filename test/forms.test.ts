@@ -138,7 +138,10 @@ const postJson = (t: TestApp, key: string, body: unknown, headers: Record<string
 async function allCounts(t: TestApp): Promise<Record<string, number>> {
   const counts = await rowCounts(t);
   for (const table of ['forms', 'form_renders', 'messages', 'used_tokens'] as const) {
-    const row = await t.ctx.db.kysely.selectFrom(table).select((eb) => eb.fn.countAll().as('n')).executeTakeFirstOrThrow();
+    const row = await t.ctx.db.kysely
+      .selectFrom(table)
+      .select((eb) => eb.fn.countAll().as('n'))
+      .executeTakeFirstOrThrow();
     counts[table] = Number(row.n);
   }
   return counts;
@@ -225,7 +228,9 @@ describe.each(dialects)('forms on %s', (dialect) => {
       });
       const list = await t.call('GET', '/v1/forms', { key: t.keys.read });
       expect(list.statusCode).toBe(200);
-      expect(list.json().items.map((f: { key: string }) => f.key)).toEqual(expect.arrayContaining(['contest', 'signup', 'letter', 'plain']));
+      expect(list.json().items.map((f: { key: string }) => f.key)).toEqual(
+        expect.arrayContaining(['contest', 'signup', 'letter', 'plain']),
+      );
       const one = await t.call('GET', '/v1/forms/contest', { key: t.keys.read });
       expect(one.json()).toMatchObject({ key: 'contest', version: 1 });
     });
@@ -262,18 +267,90 @@ describe.each(dialects)('forms on %s', (dialect) => {
     const invalid: Array<{ name: string; body: Record<string, unknown>; status: number; code: string; path: string }> = [
       { name: 'no title', body: { ...base, title: undefined }, status: 400, code: 'validation_failed', path: '/body/title' },
       { name: 'an unknown locale', body: { ...base, locale: 'de' }, status: 400, code: 'validation_failed', path: '/body/locale' },
-      { name: 'an unknown field', body: { ...base, fields: ['email', 'birthday'] }, status: 400, code: 'validation_failed', path: '/body/fields/1' },
+      {
+        name: 'an unknown field',
+        body: { ...base, fields: ['email', 'birthday'] },
+        status: 400,
+        code: 'validation_failed',
+        path: '/body/fields/1',
+      },
       { name: 'an unknown property', body: { ...base, colour: 'red' }, status: 400, code: 'validation_failed', path: '/body/colour' },
-      { name: 'neither email nor phone', body: { ...base, fields: ['firstName'] }, status: 422, code: 'address_field_required', path: '/fields' },
-      { name: 'an unknown purpose', body: { ...base, purposes: [{ purpose: 'ghost', channels: ['email'] }] }, status: 422, code: 'unknown_purpose', path: '/purposes/0/purpose' },
-      { name: 'an unknown channel', body: { ...base, purposes: [{ purpose: 'offers', channels: ['pigeon'] }] }, status: 422, code: 'unknown_channel', path: '/purposes/0/channels/0' },
-      { name: 'a channel the purpose does not use', body: { ...base, purposes: [{ purpose: 'partners', channels: ['sms'] }] }, status: 422, code: 'channel_not_in_purpose', path: '/purposes/0/channels/0' },
-      { name: 'an SMS box without a phone field', body: { ...base, purposes: [{ purpose: 'offers', channels: ['email', 'sms'] }] }, status: 422, code: 'field_required_for_channel', path: '/purposes/0/channels/1' },
-      { name: 'a purpose listed twice', body: { ...base, purposes: [{ purpose: 'offers', channels: ['email'] }, { purpose: 'offers', channels: ['email'] }] }, status: 400, code: 'validation_failed', path: '/purposes/1/purpose' },
-      { name: 'a redirect to a foreign origin', body: { ...base, redirectUrl: 'https://evil.example/phish' }, status: 422, code: 'redirect_not_allowed', path: '/redirectUrl' },
-      { name: 'a redirect that is not http(s)', body: { ...base, redirectUrl: 'javascript:alert(1)' }, status: 400, code: 'validation_failed', path: '/body/redirectUrl' },
-      { name: 'an allowed origin with a path', body: { ...base, allowedOrigins: ['https://shop.example/'] }, status: 400, code: 'validation_failed', path: '/body/allowedOrigins/0' },
-      { name: 'an allowed origin in capitals', body: { ...base, allowedOrigins: ['https://Shop.example'] }, status: 400, code: 'validation_failed', path: '/allowedOrigins/0' },
+      {
+        name: 'neither email nor phone',
+        body: { ...base, fields: ['firstName'] },
+        status: 422,
+        code: 'address_field_required',
+        path: '/fields',
+      },
+      {
+        name: 'an unknown purpose',
+        body: { ...base, purposes: [{ purpose: 'ghost', channels: ['email'] }] },
+        status: 422,
+        code: 'unknown_purpose',
+        path: '/purposes/0/purpose',
+      },
+      {
+        name: 'an unknown channel',
+        body: { ...base, purposes: [{ purpose: 'offers', channels: ['pigeon'] }] },
+        status: 422,
+        code: 'unknown_channel',
+        path: '/purposes/0/channels/0',
+      },
+      {
+        name: 'a channel the purpose does not use',
+        body: { ...base, purposes: [{ purpose: 'partners', channels: ['sms'] }] },
+        status: 422,
+        code: 'channel_not_in_purpose',
+        path: '/purposes/0/channels/0',
+      },
+      {
+        name: 'an SMS box without a phone field',
+        body: { ...base, purposes: [{ purpose: 'offers', channels: ['email', 'sms'] }] },
+        status: 422,
+        code: 'field_required_for_channel',
+        path: '/purposes/0/channels/1',
+      },
+      {
+        name: 'a purpose listed twice',
+        body: {
+          ...base,
+          purposes: [
+            { purpose: 'offers', channels: ['email'] },
+            { purpose: 'offers', channels: ['email'] },
+          ],
+        },
+        status: 400,
+        code: 'validation_failed',
+        path: '/purposes/1/purpose',
+      },
+      {
+        name: 'a redirect to a foreign origin',
+        body: { ...base, redirectUrl: 'https://evil.example/phish' },
+        status: 422,
+        code: 'redirect_not_allowed',
+        path: '/redirectUrl',
+      },
+      {
+        name: 'a redirect that is not http(s)',
+        body: { ...base, redirectUrl: 'javascript:alert(1)' },
+        status: 400,
+        code: 'validation_failed',
+        path: '/body/redirectUrl',
+      },
+      {
+        name: 'an allowed origin with a path',
+        body: { ...base, allowedOrigins: ['https://shop.example/'] },
+        status: 400,
+        code: 'validation_failed',
+        path: '/body/allowedOrigins/0',
+      },
+      {
+        name: 'an allowed origin in capitals',
+        body: { ...base, allowedOrigins: ['https://Shop.example'] },
+        status: 400,
+        code: 'validation_failed',
+        path: '/allowedOrigins/0',
+      },
     ];
     for (const c of invalid) {
       it(`refuses a form with ${c.name} (${c.code}, ${c.path})`, async () => {
@@ -290,7 +367,9 @@ describe.each(dialects)('forms on %s', (dialect) => {
     it('accepts a redirect to our own origin or an allowed one, and refuses a foreign one on PUT too', async () => {
       const own = await t.call('POST', '/v1/forms', { body: { key: 'own-redirect', ...base, redirectUrl: `${PUBLIC_URL}/merci` } });
       expect(own.statusCode).toBe(201);
-      const allowed = await t.call('PUT', '/v1/forms/own-redirect', { body: { ...base, redirectUrl: `${SHOP}/merci`, allowedOrigins: [SHOP] } });
+      const allowed = await t.call('PUT', '/v1/forms/own-redirect', {
+        body: { ...base, redirectUrl: `${SHOP}/merci`, allowedOrigins: [SHOP] },
+      });
       expect(allowed.statusCode).toBe(200);
       const foreign = await t.call('PUT', '/v1/forms/own-redirect', { body: { ...base, redirectUrl: `${SHOP}/merci` } });
       expect(foreign.statusCode).toBe(422);
@@ -433,7 +512,13 @@ describe.each(dialects)('forms on %s', (dialect) => {
       const events = await historyOf(t, contact?.id as string);
       expect(events).toHaveLength(1);
       const [event] = events;
-      expect(event).toMatchObject({ purpose: 'partners', channel: 'email', action: 'granted', status: 'granted', source: { type: 'form', ref: 'signup@1' } });
+      expect(event).toMatchObject({
+        purpose: 'partners',
+        channel: 'email',
+        action: 'granted',
+        status: 'granted',
+        source: { type: 'form', ref: 'signup@1' },
+      });
       expect(event?.evidence).toMatchObject({
         htmlHash: form.htmlHash,
         method: 'hosted form',
@@ -442,7 +527,11 @@ describe.each(dialects)('forms on %s', (dialect) => {
         userAgent: 'FormsTest/1.0',
         locale: 'fr',
       });
-      const render = await t.ctx.db.kysely.selectFrom('form_renders').selectAll().where('hash', '=', event?.evidence.htmlHash as string).executeTakeFirst();
+      const render = await t.ctx.db.kysely
+        .selectFrom('form_renders')
+        .selectAll()
+        .where('hash', '=', event?.evidence.htmlHash as string)
+        .executeTakeFirst();
       expect(render).toMatchObject({ form_key: 'signup', form_version: 1 });
       expect(sha256(render?.html as string)).toBe(form.htmlHash);
       expect(render?.html).toContain('value="partners:email"');
@@ -451,7 +540,10 @@ describe.each(dialects)('forms on %s', (dialect) => {
     it('succeeds with no box ticked: the contact is created, no consent is recorded (RULES 3)', async () => {
       const form = await openForm(t, 'signup', '?lang=en');
       const email = freshEmail('no-box');
-      const res = await postForm(t, form, [['email', email], ['terms', 'accepted']]);
+      const res = await postForm(t, form, [
+        ['email', email],
+        ['terms', 'accepted'],
+      ]);
       expect(res.statusCode, res.body).toBe(200);
       expect(res.body).toContain('Thank you!');
       expect(res.body).not.toContain('confirmation email');
@@ -486,7 +578,11 @@ describe.each(dialects)('forms on %s', (dialect) => {
       const known = await createContact(t, { email: null, phone, firstName: 'Sam' });
       const email = freshEmail('by-phone');
       const form = await openForm(t, 'signup');
-      const res = await postForm(t, form, [['email', email], ['phone', phone.replace('+33', '0')], ['terms', 'accepted']]);
+      const res = await postForm(t, form, [
+        ['email', email],
+        ['phone', phone.replace('+33', '0')],
+        ['terms', 'accepted'],
+      ]);
       expect(res.statusCode, res.body).toBe(200);
       const after = (await t.call('GET', `/v1/contacts/${known.id}`)).json() as ContactOut;
       expect(after).toMatchObject({ email, phone, firstName: 'Sam' });
@@ -495,32 +591,56 @@ describe.each(dialects)('forms on %s', (dialect) => {
     it('leaves a double opt-in purpose pending, queues the confirmation mail and redirects to the allowed origin', async () => {
       const form = await openForm(t, 'letter');
       const email = freshEmail('doi');
-      const res = await postForm(t, form, [['email', email], ['consent', 'newsletter:email']]);
+      const res = await postForm(t, form, [
+        ['email', email],
+        ['consent', 'newsletter:email'],
+      ]);
       expect(res.statusCode, res.body).toBe(303);
       expect(res.headers.location).toBe(`${SHOP}/thanks`);
       const contact = (await contactByEmail(t, email)) as ContactOut;
       expect(await stateOf(t, contact.id, 'newsletter', 'email')).toBe('pending');
-      const outbox = (await t.call('GET', `/v1/outbox?contactId=${contact.id}`)).json().items as Array<{ kind: string; to: string; locale: string }>;
+      const outbox = (await t.call('GET', `/v1/outbox?contactId=${contact.id}`)).json().items as Array<{
+        kind: string;
+        to: string;
+        locale: string;
+      }>;
       expect(outbox).toEqual([expect.objectContaining({ kind: 'double_opt_in', to: email, locale: 'en' })]);
     });
 
     it('says a confirmation mail is on its way when something is pending (thank-you page)', async () => {
       const form = await openForm(t, 'plain', '?lang=fr');
       const email = freshEmail('doi-thanks');
-      const res = await postForm(t, form, [['email', email], ['firstName', 'Lou'], ['consent', 'newsletter:email'], ['consent', 'offers:email']]);
+      const res = await postForm(t, form, [
+        ['email', email],
+        ['firstName', 'Lou'],
+        ['consent', 'newsletter:email'],
+        ['consent', 'offers:email'],
+      ]);
       expect(res.statusCode, res.body).toBe(200);
       expect(res.body).toContain('Un email de confirmation vient de vous être envoyé');
       const contact = (await contactByEmail(t, email)) as ContactOut;
       const events = await historyOf(t, contact.id);
       expect(events.map((e) => `${e.purpose}:${e.status}`).sort()).toEqual(['newsletter:pending', 'offers:granted']);
       // The mail is in the page's language and greets the person by the name just given.
-      const outbox = (await t.call('GET', `/v1/outbox?contactId=${contact.id}`)).json().items as Array<{ id: string; kind: string; locale: string }>;
+      const outbox = (await t.call('GET', `/v1/outbox?contactId=${contact.id}`)).json().items as Array<{
+        id: string;
+        kind: string;
+        locale: string;
+      }>;
       expect(outbox).toEqual([expect.objectContaining({ kind: 'double_opt_in', locale: 'fr' })]);
     });
 
     it('does not redirect to an origin that is no longer allowed', async () => {
       await t.call('POST', '/v1/forms', {
-        body: { key: 'moving', title: 'x', locale: 'en', fields: ['email'], purposes: [], redirectUrl: `${SHOP}/thanks`, allowedOrigins: [SHOP] },
+        body: {
+          key: 'moving',
+          title: 'x',
+          locale: 'en',
+          fields: ['email'],
+          purposes: [],
+          redirectUrl: `${SHOP}/thanks`,
+          allowedOrigins: [SHOP],
+        },
       });
       const before = await openForm(t, 'moving');
       expect((await postForm(t, before, [['email', freshEmail('moving')]])).statusCode).toBe(303);
@@ -536,7 +656,10 @@ describe.each(dialects)('forms on %s', (dialect) => {
       const page = `${SHOP}/blog/post-1`;
       const form = await openForm(t, 'letter', `?embed=1&page=${encodeURIComponent(page)}`);
       const email = freshEmail('embed');
-      const res = await postForm(t, form, [['email', email], ['consent', 'newsletter:email']]);
+      const res = await postForm(t, form, [
+        ['email', email],
+        ['consent', 'newsletter:email'],
+      ]);
       expect(res.statusCode, res.body).toBe(200);
       expect(res.body).toContain('<body class="embed">');
       expect(res.headers['content-security-policy']).toContain(`frame-ancestors ${SHOP}`);
@@ -546,18 +669,32 @@ describe.each(dialects)('forms on %s', (dialect) => {
     });
 
     it('refuses a post for a form that changed since it was shown, and writes nothing', async () => {
-      await t.call('POST', '/v1/forms', { body: { key: 'changing', title: 'v1', locale: 'en', fields: ['email'], purposes: [{ purpose: 'offers', channels: ['email'] }] } });
+      await t.call('POST', '/v1/forms', {
+        body: { key: 'changing', title: 'v1', locale: 'en', fields: ['email'], purposes: [{ purpose: 'offers', channels: ['email'] }] },
+      });
       const shown = await openForm(t, 'changing');
-      await t.call('PUT', '/v1/forms/changing', { body: { title: 'v2', locale: 'en', fields: ['email'], purposes: [{ purpose: 'partners', channels: ['email'] }] } });
+      await t.call('PUT', '/v1/forms/changing', {
+        body: { title: 'v2', locale: 'en', fields: ['email'], purposes: [{ purpose: 'partners', channels: ['email'] }] },
+      });
       const before = await allCounts(t);
-      const res = await postForm(t, shown, [['email', freshEmail('changed')], ['consent', 'offers:email']]);
+      const res = await postForm(t, shown, [
+        ['email', freshEmail('changed')],
+        ['consent', 'offers:email'],
+      ]);
       expect(res.statusCode).toBe(409);
       expect(res.body).toContain('This form has changed');
       expect(await allCounts(t)).toEqual(before);
       // The current page works, and cites version 2.
       const current = await openForm(t, 'changing');
       const email = freshEmail('changed');
-      expect((await postForm(t, current, [['email', email], ['consent', 'partners:email']])).statusCode).toBe(200);
+      expect(
+        (
+          await postForm(t, current, [
+            ['email', email],
+            ['consent', 'partners:email'],
+          ])
+        ).statusCode,
+      ).toBe(200);
       const [event] = await historyOf(t, ((await contactByEmail(t, email)) as ContactOut).id);
       expect(event?.source.ref).toBe('changing@2');
     });
@@ -636,61 +773,297 @@ describe.each(dialects)('forms on %s', (dialect) => {
       /** Gets ready (opening the form stores its markup) and returns the post itself. */
       prepare: () => Promise<Post>;
     };
-    const hosted = (key: string, fields: Array<[string, string]>, options: Parameters<typeof postForm>[3] = {}, query = '?lang=en') => async (): Promise<Post> => {
-      const form = await openForm(t, key, query);
-      return () => postForm(t, form, fields, options);
-    };
+    const hosted =
+      (key: string, fields: Array<[string, string]>, options: Parameters<typeof postForm>[3] = {}, query = '?lang=en') =>
+      async (): Promise<Post> => {
+        const form = await openForm(t, key, query);
+        return () => postForm(t, form, fields, options);
+      };
     const direct = (send: Post) => async (): Promise<Post> => send;
-    const good = (): Array<[string, string]> => [['email', freshEmail('bad')], ['terms', 'accepted']];
+    const good = (): Array<[string, string]> => [
+      ['email', freshEmail('bad')],
+      ['terms', 'accepted'],
+    ];
 
     const cases: Case[] = [
       // The hosted page (urlencoded): an error page, never a stack trace.
-      { name: 'page: missing email', status: 400, says: 'The email address is required.', prepare: hosted('signup', [['firstName', 'A'], ['consent', 'offers:email'], ['terms', 'accepted']]) },
-      { name: 'page: blank email', status: 400, says: 'The email address is required.', prepare: hosted('signup', [['email', '   '], ['terms', 'accepted']]) },
-      { name: 'page: invalid email', status: 400, says: 'The email address does not look valid.', prepare: hosted('signup', [['email', 'not-an-email@'], ['consent', 'offers:email'], ['terms', 'accepted']]) },
-      { name: 'page: invalid phone', status: 400, says: 'The phone number does not look valid.', prepare: hosted('signup', [...good(), ['phone', '12'], ['consent', 'offers:email']]) },
-      { name: 'page: SMS box without a phone', status: 400, says: 'A phone number is needed', prepare: hosted('signup', [...good(), ['consent', 'offers:sms']]) },
-      { name: 'page: unknown field', status: 400, says: 'The form holds an unexpected field.', prepare: hosted('signup', [...good(), ['nickname', 'Cam'], ['consent', 'offers:email']]) },
-      { name: 'page: a field given twice', status: 400, says: 'A field of the form is not valid.', prepare: hosted('signup', [...good(), ['firstName', 'A'], ['firstName', 'B']]) },
-      { name: 'page: a name too long', status: 400, says: 'A name is longer than 100 characters.', prepare: hosted('signup', [...good(), ['lastName', 'x'.repeat(101)]]) },
-      { name: 'page: unknown consent value', status: 400, says: 'not part of this form', prepare: hosted('signup', [...good(), ['consent', 'newsletter:email']]) },
-      { name: 'page: consent value of another shape', status: 400, says: 'not part of this form', prepare: hosted('signup', [...good(), ['consent', 'offers']]) },
-      { name: 'page: terms unticked', status: 400, says: 'The terms and conditions must be accepted', prepare: hosted('signup', [['email', freshEmail('bad')], ['consent', 'offers:email']]) },
-      { name: 'page: terms on a form without terms', status: 400, says: 'unexpected field', prepare: hosted('plain', [['email', freshEmail('bad')], ['terms', 'accepted']]) },
-      { name: 'page: wrong CSRF token', status: 403, says: 'This form has expired', prepare: hosted('signup', [...good(), ['consent', 'offers:email']], { hidden: { csrf: `1.${Math.floor(Date.now() / 1000)}.${'A'.repeat(43)}` } }) },
-      { name: 'page: CSRF token of another form', status: 403, says: 'This form has expired', prepare: async () => {
-        const other = await openForm(t, 'plain', '?lang=en');
-        const form = await openForm(t, 'signup', '?lang=en');
-        return () => postForm(t, form, [...good(), ['consent', 'offers:email']], { hidden: { csrf: other.csrf } });
-      } },
-      { name: 'page: missing CSRF token', status: 403, says: 'This form has expired', prepare: hosted('signup', [...good(), ['consent', 'offers:email']], { hidden: { csrf: null } }) },
-      { name: 'page: tampered HTML hash', status: 403, says: 'This form has expired', prepare: hosted('signup', [...good(), ['consent', 'offers:email']], { hidden: { htmlHash: '0'.repeat(64) } }) },
-      { name: 'page: tampered page URL', status: 403, says: 'This form has expired', prepare: hosted('signup', [...good(), ['consent', 'offers:email']], { hidden: { pageUrl: 'https://evil.example/' } }) },
-      { name: 'page: another language than shown', status: 409, says: 'Ce formulaire a changé', prepare: async () => {
-        const shown = await openForm(t, 'signup', '?lang=en');
-        return () => postForm(t, { ...shown, action: '/f/signup?lang=fr' }, [...good(), ['consent', 'offers:email']]);
-      } },
-      { name: 'page: oversized body', status: 413, says: 'The form sent is too large.', prepare: hosted('signup', [...good(), ['lastName', 'x'.repeat(20_000)]]) },
-      { name: 'page: multipart body', status: 415, prepare: hosted('signup', [], { raw: '--x\r\nContent-Disposition: form-data; name="email"\r\n\r\na@example.com\r\n--x--', headers: { 'content-type': 'multipart/form-data; boundary=x' } }) },
-      { name: 'page: unknown form', status: 404, says: 'Form not found', prepare: direct(() => t.app.inject({ method: 'POST', url: '/f/nowhere?lang=en', headers: { 'content-type': 'application/x-www-form-urlencoded' }, payload: 'email=a%40example.com' })) },
+      {
+        name: 'page: missing email',
+        status: 400,
+        says: 'The email address is required.',
+        prepare: hosted('signup', [
+          ['firstName', 'A'],
+          ['consent', 'offers:email'],
+          ['terms', 'accepted'],
+        ]),
+      },
+      {
+        name: 'page: blank email',
+        status: 400,
+        says: 'The email address is required.',
+        prepare: hosted('signup', [
+          ['email', '   '],
+          ['terms', 'accepted'],
+        ]),
+      },
+      {
+        name: 'page: invalid email',
+        status: 400,
+        says: 'The email address does not look valid.',
+        prepare: hosted('signup', [
+          ['email', 'not-an-email@'],
+          ['consent', 'offers:email'],
+          ['terms', 'accepted'],
+        ]),
+      },
+      {
+        name: 'page: invalid phone',
+        status: 400,
+        says: 'The phone number does not look valid.',
+        prepare: hosted('signup', [...good(), ['phone', '12'], ['consent', 'offers:email']]),
+      },
+      {
+        name: 'page: SMS box without a phone',
+        status: 400,
+        says: 'A phone number is needed',
+        prepare: hosted('signup', [...good(), ['consent', 'offers:sms']]),
+      },
+      {
+        name: 'page: unknown field',
+        status: 400,
+        says: 'The form holds an unexpected field.',
+        prepare: hosted('signup', [...good(), ['nickname', 'Cam'], ['consent', 'offers:email']]),
+      },
+      {
+        name: 'page: a field given twice',
+        status: 400,
+        says: 'A field of the form is not valid.',
+        prepare: hosted('signup', [...good(), ['firstName', 'A'], ['firstName', 'B']]),
+      },
+      {
+        name: 'page: a name too long',
+        status: 400,
+        says: 'A name is longer than 100 characters.',
+        prepare: hosted('signup', [...good(), ['lastName', 'x'.repeat(101)]]),
+      },
+      {
+        name: 'page: unknown consent value',
+        status: 400,
+        says: 'not part of this form',
+        prepare: hosted('signup', [...good(), ['consent', 'newsletter:email']]),
+      },
+      {
+        name: 'page: consent value of another shape',
+        status: 400,
+        says: 'not part of this form',
+        prepare: hosted('signup', [...good(), ['consent', 'offers']]),
+      },
+      {
+        name: 'page: terms unticked',
+        status: 400,
+        says: 'The terms and conditions must be accepted',
+        prepare: hosted('signup', [
+          ['email', freshEmail('bad')],
+          ['consent', 'offers:email'],
+        ]),
+      },
+      {
+        name: 'page: terms on a form without terms',
+        status: 400,
+        says: 'unexpected field',
+        prepare: hosted('plain', [
+          ['email', freshEmail('bad')],
+          ['terms', 'accepted'],
+        ]),
+      },
+      {
+        name: 'page: wrong CSRF token',
+        status: 403,
+        says: 'This form has expired',
+        prepare: hosted('signup', [...good(), ['consent', 'offers:email']], {
+          hidden: { csrf: `1.${Math.floor(Date.now() / 1000)}.${'A'.repeat(43)}` },
+        }),
+      },
+      {
+        name: 'page: CSRF token of another form',
+        status: 403,
+        says: 'This form has expired',
+        prepare: async () => {
+          const other = await openForm(t, 'plain', '?lang=en');
+          const form = await openForm(t, 'signup', '?lang=en');
+          return () => postForm(t, form, [...good(), ['consent', 'offers:email']], { hidden: { csrf: other.csrf } });
+        },
+      },
+      {
+        name: 'page: missing CSRF token',
+        status: 403,
+        says: 'This form has expired',
+        prepare: hosted('signup', [...good(), ['consent', 'offers:email']], { hidden: { csrf: null } }),
+      },
+      {
+        name: 'page: tampered HTML hash',
+        status: 403,
+        says: 'This form has expired',
+        prepare: hosted('signup', [...good(), ['consent', 'offers:email']], { hidden: { htmlHash: '0'.repeat(64) } }),
+      },
+      {
+        name: 'page: tampered page URL',
+        status: 403,
+        says: 'This form has expired',
+        prepare: hosted('signup', [...good(), ['consent', 'offers:email']], { hidden: { pageUrl: 'https://evil.example/' } }),
+      },
+      {
+        name: 'page: another language than shown',
+        status: 409,
+        says: 'Ce formulaire a changé',
+        prepare: async () => {
+          const shown = await openForm(t, 'signup', '?lang=en');
+          return () => postForm(t, { ...shown, action: '/f/signup?lang=fr' }, [...good(), ['consent', 'offers:email']]);
+        },
+      },
+      {
+        name: 'page: oversized body',
+        status: 413,
+        says: 'The form sent is too large.',
+        prepare: hosted('signup', [...good(), ['lastName', 'x'.repeat(20_000)]]),
+      },
+      {
+        name: 'page: multipart body',
+        status: 415,
+        prepare: hosted('signup', [], {
+          raw: '--x\r\nContent-Disposition: form-data; name="email"\r\n\r\na@example.com\r\n--x--',
+          headers: { 'content-type': 'multipart/form-data; boundary=x' },
+        }),
+      },
+      {
+        name: 'page: unknown form',
+        status: 404,
+        says: 'Form not found',
+        prepare: direct(() =>
+          t.app.inject({
+            method: 'POST',
+            url: '/f/nowhere?lang=en',
+            headers: { 'content-type': 'application/x-www-form-urlencoded' },
+            payload: 'email=a%40example.com',
+          }),
+        ),
+      },
       // JSON: problem+json.
-      { name: 'JSON: missing email', status: 400, code: 'validation_failed', path: '/email', prepare: direct(() => postJson(t, 'plain', { firstName: 'A', consents: ['offers:email'] })) },
-      { name: 'JSON: invalid email', status: 422, code: 'invalid_email', path: '/email', prepare: direct(() => postJson(t, 'plain', { email: 'nope', consents: ['offers:email'] })) },
-      { name: 'JSON: unknown field', status: 400, code: 'validation_failed', path: '/nickname', prepare: direct(() => postJson(t, 'plain', { email: freshEmail('bad'), nickname: 'Cam' })) },
-      { name: 'JSON: a field the form does not ask', status: 400, code: 'validation_failed', path: '/phone', prepare: direct(() => postJson(t, 'plain', { email: freshEmail('bad'), phone: '+33612345678' })) },
-      { name: 'JSON: email of the wrong type', status: 400, code: 'validation_failed', path: '/email', prepare: direct(() => postJson(t, 'plain', { email: 42 })) },
-      { name: 'JSON: unknown consent value', status: 422, code: 'consent_not_offered', path: '/consents/1', prepare: direct(() => postJson(t, 'plain', { email: freshEmail('bad'), consents: ['offers:email', 'partners:email'] })) },
-      { name: 'JSON: consents not an array', status: 400, code: 'validation_failed', path: '/consents', prepare: direct(() => postJson(t, 'plain', { email: freshEmail('bad'), consents: 'offers:email' })) },
-      { name: 'JSON: terms not accepted', status: 422, code: 'terms_not_accepted', path: '/terms', prepare: direct(() => postJson(t, 'signup', { email: freshEmail('bad'), consents: ['offers:email'] })) },
-      { name: 'JSON: terms false', status: 422, code: 'terms_not_accepted', path: '/terms', prepare: direct(() => postJson(t, 'signup', { email: freshEmail('bad'), terms: false })) },
-      { name: 'JSON: foreign origin', status: 403, code: 'origin_not_allowed', prepare: direct(() => postJson(t, 'plain', { email: freshEmail('bad'), consents: ['offers:email'] }, { origin: 'https://evil.example' })) },
-      { name: 'JSON: origin "null"', status: 403, code: 'origin_not_allowed', prepare: direct(() => postJson(t, 'plain', { email: freshEmail('bad') }, { origin: 'null' })) },
-      { name: 'JSON: bad JSON', status: 400, code: 'bad_json', prepare: direct(() => postJson(t, 'plain', '{"email": "a@example.com",', { 'content-type': 'application/json' })) },
-      { name: 'JSON: a JSON array', status: 400, code: 'validation_failed', path: '/', prepare: direct(() => postJson(t, 'plain', [{ email: freshEmail('bad') }])) },
-      { name: 'JSON: oversized body', status: 413, code: 'payload_too_large', prepare: direct(() => postJson(t, 'plain', { email: freshEmail('bad'), firstName: 'x'.repeat(20_000) })) },
-      { name: 'JSON: a page URL that is not http(s)', status: 400, code: 'validation_failed', path: '/pageUrl', prepare: direct(() => postJson(t, 'plain', { email: freshEmail('bad'), pageUrl: 'javascript:alert(1)' })) },
-      { name: 'JSON: NUL character', status: 400, code: 'validation_failed', prepare: direct(() => postJson(t, 'plain', { email: freshEmail('bad'), firstName: 'A\u0000B' })) },
-      { name: 'JSON: unknown form', status: 404, code: 'form_not_found', prepare: direct(() => postJson(t, 'nowhere', { email: freshEmail('bad') })) },
+      {
+        name: 'JSON: missing email',
+        status: 400,
+        code: 'validation_failed',
+        path: '/email',
+        prepare: direct(() => postJson(t, 'plain', { firstName: 'A', consents: ['offers:email'] })),
+      },
+      {
+        name: 'JSON: invalid email',
+        status: 422,
+        code: 'invalid_email',
+        path: '/email',
+        prepare: direct(() => postJson(t, 'plain', { email: 'nope', consents: ['offers:email'] })),
+      },
+      {
+        name: 'JSON: unknown field',
+        status: 400,
+        code: 'validation_failed',
+        path: '/nickname',
+        prepare: direct(() => postJson(t, 'plain', { email: freshEmail('bad'), nickname: 'Cam' })),
+      },
+      {
+        name: 'JSON: a field the form does not ask',
+        status: 400,
+        code: 'validation_failed',
+        path: '/phone',
+        prepare: direct(() => postJson(t, 'plain', { email: freshEmail('bad'), phone: '+33612345678' })),
+      },
+      {
+        name: 'JSON: email of the wrong type',
+        status: 400,
+        code: 'validation_failed',
+        path: '/email',
+        prepare: direct(() => postJson(t, 'plain', { email: 42 })),
+      },
+      {
+        name: 'JSON: unknown consent value',
+        status: 422,
+        code: 'consent_not_offered',
+        path: '/consents/1',
+        prepare: direct(() => postJson(t, 'plain', { email: freshEmail('bad'), consents: ['offers:email', 'partners:email'] })),
+      },
+      {
+        name: 'JSON: consents not an array',
+        status: 400,
+        code: 'validation_failed',
+        path: '/consents',
+        prepare: direct(() => postJson(t, 'plain', { email: freshEmail('bad'), consents: 'offers:email' })),
+      },
+      {
+        name: 'JSON: terms not accepted',
+        status: 422,
+        code: 'terms_not_accepted',
+        path: '/terms',
+        prepare: direct(() => postJson(t, 'signup', { email: freshEmail('bad'), consents: ['offers:email'] })),
+      },
+      {
+        name: 'JSON: terms false',
+        status: 422,
+        code: 'terms_not_accepted',
+        path: '/terms',
+        prepare: direct(() => postJson(t, 'signup', { email: freshEmail('bad'), terms: false })),
+      },
+      {
+        name: 'JSON: foreign origin',
+        status: 403,
+        code: 'origin_not_allowed',
+        prepare: direct(() =>
+          postJson(t, 'plain', { email: freshEmail('bad'), consents: ['offers:email'] }, { origin: 'https://evil.example' }),
+        ),
+      },
+      {
+        name: 'JSON: origin "null"',
+        status: 403,
+        code: 'origin_not_allowed',
+        prepare: direct(() => postJson(t, 'plain', { email: freshEmail('bad') }, { origin: 'null' })),
+      },
+      {
+        name: 'JSON: bad JSON',
+        status: 400,
+        code: 'bad_json',
+        prepare: direct(() => postJson(t, 'plain', '{"email": "a@example.com",', { 'content-type': 'application/json' })),
+      },
+      {
+        name: 'JSON: a JSON array',
+        status: 400,
+        code: 'validation_failed',
+        path: '/',
+        prepare: direct(() => postJson(t, 'plain', [{ email: freshEmail('bad') }])),
+      },
+      {
+        name: 'JSON: oversized body',
+        status: 413,
+        code: 'payload_too_large',
+        prepare: direct(() => postJson(t, 'plain', { email: freshEmail('bad'), firstName: 'x'.repeat(20_000) })),
+      },
+      {
+        name: 'JSON: a page URL that is not http(s)',
+        status: 400,
+        code: 'validation_failed',
+        path: '/pageUrl',
+        prepare: direct(() => postJson(t, 'plain', { email: freshEmail('bad'), pageUrl: 'javascript:alert(1)' })),
+      },
+      {
+        name: 'JSON: NUL character',
+        status: 400,
+        code: 'validation_failed',
+        prepare: direct(() => postJson(t, 'plain', { email: freshEmail('bad'), firstName: 'A\u0000B' })),
+      },
+      {
+        name: 'JSON: unknown form',
+        status: 404,
+        code: 'form_not_found',
+        prepare: direct(() => postJson(t, 'nowhere', { email: freshEmail('bad') })),
+      },
     ];
 
     for (const c of cases) {
@@ -726,7 +1099,10 @@ describe.each(dialects)('forms on %s', (dialect) => {
 
     it('shows the error page inside the frame for an embedded form', async () => {
       const form = await openForm(t, 'signup', '?embed=1&lang=en');
-      const res = await postForm(t, form, [['email', 'nope'], ['terms', 'accepted']]);
+      const res = await postForm(t, form, [
+        ['email', 'nope'],
+        ['terms', 'accepted'],
+      ]);
       expect(res.statusCode).toBe(400);
       expect(res.body).toContain('<body class="embed">');
       expect(res.headers['content-security-policy']).toContain(`frame-ancestors ${SHOP}`);

@@ -65,7 +65,9 @@ describe.each(dialects)('ledger verify on %s', (dialect) => {
       expect(named).toContain(result.firstBroken?.eventId);
     } finally {
       const restoreId = column === 'id' ? (alterations.id as string) : target.id;
-      await sql`update consent_events set ${sql.ref(column)} = ${(original as Record<string, unknown>)[column]} where id = ${restoreId}`.execute(db);
+      await sql`update consent_events set ${sql.ref(column)} = ${(original as Record<string, unknown>)[column]} where id = ${restoreId}`.execute(
+        db,
+      );
     }
     expect((await verifyLedger(t.ctx)).ok).toBe(true);
   });
@@ -78,7 +80,11 @@ describe.each(dialects)('ledger verify on %s', (dialect) => {
     const saved = await db.selectFrom('consent_events').selectAll().where('contact_id', '=', contactId).execute();
     const head = await db.selectFrom('chain_heads').selectAll().where('contact_id', '=', contactId).executeTakeFirstOrThrow();
     await db.deleteFrom('consent_events').where('contact_id', '=', contactId).execute();
-    await db.updateTable('chain_heads').set({ seq: 0, hash: '0'.repeat(64) }).where('contact_id', '=', contactId).execute();
+    await db
+      .updateTable('chain_heads')
+      .set({ seq: 0, hash: '0'.repeat(64) })
+      .where('contact_id', '=', contactId)
+      .execute();
     try {
       const result = await verifyLedger(t.ctx);
       expect(result.ok).toBe(false);
@@ -104,7 +110,11 @@ describe.each(dialects)('ledger verify on %s', (dialect) => {
       const db = t.ctx.db.kysely;
       await db.updateTable('consent_events').set({ occurred_at: '2019-05-01T00:00:00.000Z' }).where('id', '=', target.id).execute();
       const run = await runCli(['ledger', 'verify'], env());
-      await db.updateTable('consent_events').set({ occurred_at: (events[2] as unknown as { occurredAt: string }).occurredAt }).where('id', '=', target.id).execute();
+      await db
+        .updateTable('consent_events')
+        .set({ occurred_at: (events[2] as unknown as { occurredAt: string }).occurredAt })
+        .where('id', '=', target.id)
+        .execute();
       expect(run.code).toBe(1);
       expect(run.stdout).toContain(contactId);
       expect(run.stdout).toContain(target.id);

@@ -20,7 +20,22 @@ const FORWARDED_IP = '203.0.113.187';
 const SECOND_EMAIL = 'bartholomea.vexworth@logprobe-example.org';
 const SECOND_PHONE = '+33758316402';
 
-const personal = [EMAIL, EMAIL_UPPER.toLowerCase(), 'zoelinde.quilliamsky', 'logprobe-example', PHONE_E164, '647258139', '06 47 25', FIRST, LAST, IP, FORWARDED_IP, SECOND_EMAIL, 'bartholomea', '758316402'];
+const personal = [
+  EMAIL,
+  EMAIL_UPPER.toLowerCase(),
+  'zoelinde.quilliamsky',
+  'logprobe-example',
+  PHONE_E164,
+  '647258139',
+  '06 47 25',
+  FIRST,
+  LAST,
+  IP,
+  FORWARDED_IP,
+  SECOND_EMAIL,
+  'bartholomea',
+  '758316402',
+];
 
 async function waitFor(condition: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
   const until = Date.now() + timeoutMs;
@@ -51,13 +66,19 @@ describe.each(dialects)('logs on %s', (dialect) => {
 
   it('writes request lines, none with an email, phone, name or IP, whatever the request carried', async () => {
     const seen: string[] = [];
-    const call = async (method: string, url: string, options: { body?: unknown; key?: string | null; headers?: Record<string, string> } = {}) => {
+    const call = async (
+      method: string,
+      url: string,
+      options: { body?: unknown; key?: string | null; headers?: Record<string, string> } = {},
+    ) => {
       const res = await t.call(method, url, { ...options, headers: { ...headers, ...options.headers } });
       seen.push(`${method} ${url.split('?')[0]} ${res.statusCode}`);
       return res;
     };
 
-    const created = await call('POST', '/v1/contacts', { body: { email: EMAIL_UPPER, phone: PHONE_NATIONAL, firstName: FIRST, lastName: LAST, locale: 'fr' } });
+    const created = await call('POST', '/v1/contacts', {
+      body: { email: EMAIL_UPPER, phone: PHONE_NATIONAL, firstName: FIRST, lastName: LAST, locale: 'fr' },
+    });
     expect(created.statusCode).toBe(201);
     contactId = created.json().id;
     // The values did go through the app (so a leak would be seen): the API hands them back.
@@ -67,7 +88,9 @@ describe.each(dialects)('logs on %s', (dialect) => {
     expect((await call('GET', `/v1/contacts?email=${q(EMAIL)}`)).json().items).toHaveLength(1);
     expect((await call('GET', `/v1/contacts?phone=${q(PHONE_E164)}`)).json().items).toHaveLength(1);
     expect((await call('GET', `/v1/contacts/${contactId}`)).statusCode).toBe(200);
-    expect((await call('PATCH', `/v1/contacts/${contactId}`, { body: { lastName: `${LAST}-Martin`, firstName: FIRST } })).statusCode).toBe(200);
+    expect((await call('PATCH', `/v1/contacts/${contactId}`, { body: { lastName: `${LAST}-Martin`, firstName: FIRST } })).statusCode).toBe(
+      200,
+    );
 
     const consent = await call('POST', '/v1/consents', {
       body: {
@@ -76,7 +99,12 @@ describe.each(dialects)('logs on %s', (dialect) => {
         channel: 'email',
         action: 'grant',
         source: { type: 'form', ref: 'signup@1' },
-        evidence: { ip: IP, userAgent: `Mozilla/5.0 (${FIRST} ${LAST})`, url: `https://shop.example/signup?email=${q(EMAIL)}`, text: `Oui, ${FIRST}` },
+        evidence: {
+          ip: IP,
+          userAgent: `Mozilla/5.0 (${FIRST} ${LAST})`,
+          url: `https://shop.example/signup?email=${q(EMAIL)}`,
+          text: `Oui, ${FIRST}`,
+        },
       },
     });
     expect(consent.statusCode).toBe(201);
@@ -90,10 +118,19 @@ describe.each(dialects)('logs on %s', (dialect) => {
     expect(proof.body).toContain(IP);
     expect((await call('GET', `/v1/contacts/${contactId}/consents/history`)).statusCode).toBe(200);
 
-    expect((await call('GET', `/v1/decisions?email=${q(EMAIL)}&purpose=commercial-email&channel=email`)).json()).toMatchObject({ allowed: true });
-    expect((await call('GET', `/v1/decisions?phone=${q(PHONE_E164)}&purpose=commercial-sms&channel=sms`)).json()).toMatchObject({ allowed: true });
+    expect((await call('GET', `/v1/decisions?email=${q(EMAIL)}&purpose=commercial-email&channel=email`)).json()).toMatchObject({
+      allowed: true,
+    });
+    expect((await call('GET', `/v1/decisions?phone=${q(PHONE_E164)}&purpose=commercial-sms&channel=sms`)).json()).toMatchObject({
+      allowed: true,
+    });
     const batch = await call('POST', '/v1/decisions', {
-      body: { items: [{ email: EMAIL, purpose: 'commercial-email', channel: 'email' }, { phone: PHONE_NATIONAL, purpose: 'commercial-sms', channel: 'sms' }] },
+      body: {
+        items: [
+          { email: EMAIL, purpose: 'commercial-email', channel: 'email' },
+          { phone: PHONE_NATIONAL, purpose: 'commercial-sms', channel: 'sms' },
+        ],
+      },
     });
     expect(batch.statusCode).toBe(200);
 
@@ -101,16 +138,37 @@ describe.each(dialects)('logs on %s', (dialect) => {
     // 409 duplicates, invalid addresses, 401 with a query string, suppressions.
     expect((await call('GET', `/v1/people/${q(EMAIL)}/${q(PHONE_E164)}?name=${FIRST}`)).statusCode).toBe(404);
     expect((await call('GET', `/v1/contacts/${q(EMAIL)}`)).statusCode).toBe(400);
-    expect((await call('POST', '/v1/contacts', { body: `{"email": "${EMAIL}", "firstName": "${FIRST}"`, headers: { 'content-type': 'application/json' } })).statusCode).toBe(400);
+    expect(
+      (
+        await call('POST', '/v1/contacts', {
+          body: `{"email": "${EMAIL}", "firstName": "${FIRST}"`,
+          headers: { 'content-type': 'application/json' },
+        })
+      ).statusCode,
+    ).toBe(400);
     expect((await call('POST', '/v1/contacts', { body: { email: EMAIL, firstName: FIRST } })).statusCode).toBe(409);
     expect((await call('POST', '/v1/contacts', { body: { email: SECOND_EMAIL, phone: PHONE_E164 } })).statusCode).toBe(409);
     expect((await call('POST', '/v1/contacts', { body: { email: `${FIRST}@@${LAST}.org`, lastName: LAST } })).statusCode).toBe(422);
     expect((await call('POST', '/v1/contacts', { body: { email: SECOND_EMAIL, phone: `${SECOND_PHONE}99999` } })).statusCode).toBe(422);
     expect((await call('POST', '/v1/contacts', { body: { email: SECOND_EMAIL, nickname: LAST } })).statusCode).toBe(400);
-    expect((await call('GET', `/v1/decisions?email=${q(EMAIL)}&purpose=commercial-email&channel=email`, { key: null })).statusCode).toBe(401);
-    expect((await call('POST', '/v1/suppressions', { body: { channel: 'sms', phone: SECOND_PHONE, reason: 'unsubscribed', source: `${FIRST} asked` } })).statusCode).toBe(201);
+    expect((await call('GET', `/v1/decisions?email=${q(EMAIL)}&purpose=commercial-email&channel=email`, { key: null })).statusCode).toBe(
+      401,
+    );
+    expect(
+      (
+        await call('POST', '/v1/suppressions', {
+          body: { channel: 'sms', phone: SECOND_PHONE, reason: 'unsubscribed', source: `${FIRST} asked` },
+        })
+      ).statusCode,
+    ).toBe(201);
     expect((await call('GET', `/v1/suppressions/check?channel=email&email=${q(SECOND_EMAIL)}`)).statusCode).toBe(200);
-    expect((await call('POST', '/v1/consents', { body: { email: SECOND_EMAIL, purpose: 'commercial-email', channel: 'email', action: 'confirm' } })).statusCode).toBe(409);
+    expect(
+      (
+        await call('POST', '/v1/consents', {
+          body: { email: SECOND_EMAIL, purpose: 'commercial-email', channel: 'email', action: 'confirm' },
+        })
+      ).statusCode,
+    ).toBe(409);
 
     // Erasure: the last thing we do with this person.
     expect((await call('DELETE', `/v1/contacts/${contactId}`)).statusCode).toBe(204);
@@ -128,7 +186,9 @@ describe.each(dialects)('logs on %s', (dialect) => {
     const send = () =>
       Promise.all(
         Array.from({ length: 8 }, () =>
-          t.call('POST', '/v1/consents', { body: { email, purpose: 'commercial-email', channel: 'email', action: 'grant', evidence: { ip: IP } } }),
+          t.call('POST', '/v1/consents', {
+            body: { email, purpose: 'commercial-email', channel: 'email', action: 'grant', evidence: { ip: IP } },
+          }),
         ),
       );
     let results: Awaited<ReturnType<typeof send>>;
@@ -198,7 +258,9 @@ describe.each(dialects)('logs on %s', (dialect) => {
     // Make the store itself refuse one insert, as a broken migration or a full disk would: the
     // driver's error then describes the row (PostgreSQL: "Failing row contains (…)").
     if (dialect === 'postgres') {
-      await sql`alter table contacts add constraint log_probe_refuse check (last_name is null or last_name <> 'Explosivsky')`.execute(t.ctx.db.kysely);
+      await sql`alter table contacts add constraint log_probe_refuse check (last_name is null or last_name <> 'Explosivsky')`.execute(
+        t.ctx.db.kysely,
+      );
     } else {
       await sql`create trigger log_probe_refuse before insert on contacts when new.last_name = 'Explosivsky' begin select raise(abort, 'log_probe refused the row'); end`.execute(
         t.ctx.db.kysely,
@@ -222,7 +284,9 @@ describe.each(dialects)('logs on %s', (dialect) => {
     expect(error).toBeDefined();
     expect(JSON.stringify(error)).toContain('log_probe');
     // …but not the person.
-    expect(leaks(t.logs.slice(before), [email, 'explosive.contact', SECOND_PHONE, '758316402', 'Anselmina', 'Explosivsky', FORWARDED_IP])).toEqual([]);
+    expect(
+      leaks(t.logs.slice(before), [email, 'explosive.contact', SECOND_PHONE, '758316402', 'Anselmina', 'Explosivsky', FORWARDED_IP]),
+    ).toEqual([]);
   });
 });
 
@@ -257,7 +321,9 @@ describe('createLogger redaction', () => {
     );
     expect(lines).toHaveLength(1);
     const line = lines[0] as string;
-    expect(leaks([line], [EMAIL, SECOND_EMAIL, PHONE_E164, SECOND_PHONE, FIRST, LAST, IP, FORWARDED_IP, 'UA-probe', 'ak_secret'])).toEqual([]);
+    expect(leaks([line], [EMAIL, SECOND_EMAIL, PHONE_E164, SECOND_PHONE, FIRST, LAST, IP, FORWARDED_IP, 'UA-probe', 'ak_secret'])).toEqual(
+      [],
+    );
     const parsed = JSON.parse(line);
     expect(parsed).toMatchObject({
       msg: 'probe',
@@ -267,7 +333,14 @@ describe('createLogger redaction', () => {
       ip: '[redacted]',
       firstName: '[redacted]',
       lastName: '[redacted]',
-      contact: { email: '[redacted]', phone: '[redacted]', first_name: '[redacted]', last_name: '[redacted]', userAgent: '[redacted]', id: 'kept-1' },
+      contact: {
+        email: '[redacted]',
+        phone: '[redacted]',
+        first_name: '[redacted]',
+        last_name: '[redacted]',
+        userAgent: '[redacted]',
+        id: 'kept-1',
+      },
       batch: { first: { email: '[redacted]', ip: '[redacted]', remoteAddress: '[redacted]', firstName: '[redacted]', id: 'kept-2' } },
     });
   });
@@ -287,7 +360,11 @@ describe('createLogger redaction', () => {
     const line = lines[0] as string;
     expect(leaks([line], [EMAIL, PHONE_E164, FIRST, LAST])).toEqual([]);
     const parsed = JSON.parse(line);
-    expect(parsed.err).toMatchObject({ message: expect.stringContaining('contacts_email_key'), code: '23505', constraint: 'contacts_email_key' });
+    expect(parsed.err).toMatchObject({
+      message: expect.stringContaining('contacts_email_key'),
+      code: '23505',
+      constraint: 'contacts_email_key',
+    });
     expect(parsed.err.stack).toEqual(expect.any(String));
   });
 

@@ -112,7 +112,11 @@ describe.each(dialects)('mail and links on %s', (dialect) => {
     (await t.call('GET', `/v1/contacts/${contactId}/consents/history`)).json().items;
 
   const stateOf = async (contactId: string, purpose: string, channel = 'email'): Promise<string> => {
-    const states = (await t.call('GET', `/v1/contacts/${contactId}/consents`)).json().items as Array<{ purpose: string; channel: string; status: string }>;
+    const states = (await t.call('GET', `/v1/contacts/${contactId}/consents`)).json().items as Array<{
+      purpose: string;
+      channel: string;
+      status: string;
+    }>;
     return states.find((s) => s.purpose === purpose && s.channel === channel)?.status ?? 'none';
   };
 
@@ -131,14 +135,32 @@ describe.each(dialects)('mail and links on %s', (dialect) => {
 
   /** What a browser would post from the page's one form: its hidden inputs. */
   const hiddenInputs = (html: string) =>
-    new URLSearchParams([...html.matchAll(/<input type="hidden" name="([^"]+)" value="([^"]*)"/g)].map((m) => [m[1] as string, m[2] as string])).toString();
+    new URLSearchParams(
+      [...html.matchAll(/<input type="hidden" name="([^"]+)" value="([^"]*)"/g)].map((m) => [m[1] as string, m[2] as string]),
+    ).toString();
 
   const countOf = async (table: 'messages' | 'used_tokens') =>
-    Number((await t.ctx.db.kysely.selectFrom(table).select((eb) => eb.fn.countAll().as('n')).executeTakeFirstOrThrow()).n);
-  const everything = async () => ({ ...(await rowCounts(t)), messages: await countOf('messages'), used_tokens: await countOf('used_tokens') });
+    Number(
+      (
+        await t.ctx.db.kysely
+          .selectFrom(table)
+          .select((eb) => eb.fn.countAll().as('n'))
+          .executeTakeFirstOrThrow()
+      ).n,
+    );
+  const everything = async () => ({
+    ...(await rowCounts(t)),
+    messages: await countOf('messages'),
+    used_tokens: await countOf('used_tokens'),
+  });
 
   /** A friendly page: HTML, the given status, a human sentence, no stack trace nor problem+json. */
-  function expectFriendlyPage(res: LightMyRequestResponse, status: number, key: 'invalid' | 'expired' | 'used' | 'nothing', lang: 'fr' | 'en' = 'en') {
+  function expectFriendlyPage(
+    res: LightMyRequestResponse,
+    status: number,
+    key: 'invalid' | 'expired' | 'used' | 'nothing',
+    lang: 'fr' | 'en' = 'en',
+  ) {
     expect(res.statusCode).toBe(status);
     expect(res.headers['content-type']).toMatch(/^text\/html/);
     const w = words[lang] as unknown as Record<string, string>;
@@ -163,7 +185,10 @@ describe.each(dialects)('mail and links on %s', (dialect) => {
   async function marketingMail(overrides: Record<string, unknown> = {}) {
     const contact = await createContact(t, { locale: 'en', ...overrides });
     await record(t, { contactId: contact.id, purpose: 'commercial-email', channel: 'email', action: 'grant' });
-    const sent = await t.call('POST', '/v1/messages', { body: { contactId: contact.id, template: 'promo-week', purpose: 'commercial-email' }, key: t.keys.write });
+    const sent = await t.call('POST', '/v1/messages', {
+      body: { contactId: contact.id, template: 'promo-week', purpose: 'commercial-email' },
+      key: t.keys.write,
+    });
     expect(sent.statusCode).toBe(202);
     const [mail] = (await mailTo(contact.email as string)) as [ReceivedMail];
     const listUnsubscribe = rawHeader(mail, 'List-Unsubscribe') ?? '';
@@ -220,7 +245,10 @@ describe.each(dialects)('mail and links on %s', (dialect) => {
       }
       expect(await everything()).toEqual(before);
       expect(await stateOf(en.contact.id, 'doi-news')).toBe('pending');
-      expect(await decision(t, { contactId: en.contact.id, purpose: 'doi-news', channel: 'email' })).toMatchObject({ allowed: false, reason: 'doi_pending' });
+      expect(await decision(t, { contactId: en.contact.id, purpose: 'doi-news', channel: 'email' })).toMatchObject({
+        allowed: false,
+        reason: 'doi_pending',
+      });
 
       // One POST (the page's button) confirms.
       const page = await visit('GET', en.confirmPath);
@@ -230,11 +258,18 @@ describe.each(dialects)('mail and links on %s', (dialect) => {
       expect(confirmed.statusCode).toBe(200);
       expect(confirmed.body).toContain(words.en.confirmed_title);
       expect(await stateOf(en.contact.id, 'doi-news')).toBe('granted');
-      expect(await decision(t, { contactId: en.contact.id, purpose: 'doi-news', channel: 'email' })).toMatchObject({ allowed: true, reason: 'consent' });
+      expect(await decision(t, { contactId: en.contact.id, purpose: 'doi-news', channel: 'email' })).toMatchObject({
+        allowed: true,
+        reason: 'consent',
+      });
       const events = await history(en.contact.id);
       expect(events.map((e) => e.action)).toEqual(['granted', 'confirmed']);
       expect(events[1]).toMatchObject({ status: 'granted', source: { type: 'double_opt_in', ref: 'doi' } });
-      expect(events[1]?.evidence).toMatchObject({ userAgent: 'Mozilla/5.0 (test)', method: 'double-opt-in link', url: `${PUBLIC_URL}/c/[token]` });
+      expect(events[1]?.evidence).toMatchObject({
+        userAgent: 'Mozilla/5.0 (test)',
+        method: 'double-opt-in link',
+        url: `${PUBLIC_URL}/c/[token]`,
+      });
 
       // The French link works too, and its page speaks French.
       const frPage = await visit('GET', fr.confirmPath);
@@ -283,7 +318,9 @@ describe.each(dialects)('mail and links on %s', (dialect) => {
       const { contact, mail, listUnsubscribe, unsubscribeUrl, unsubscribePath } = await marketingMail({ firstName: 'Robin' });
       expect(mail.parsed.subject).toBe('This week at Maison Test');
       expect(mail.parsed.text).toContain('Hello Robin');
-      expect(listUnsubscribe).toMatch(/^<https:\/\/consent\.example\/u\/[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+>, <mailto:news@maison\.example\?subject=unsubscribe>$/);
+      expect(listUnsubscribe).toMatch(
+        /^<https:\/\/consent\.example\/u\/[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+>, <mailto:news@maison\.example\?subject=unsubscribe>$/,
+      );
       expect(rawHeader(mail, 'List-Unsubscribe-Post')).toBe('List-Unsubscribe=One-Click');
       expect(mail.parsed.messageId).toMatch(/^<[0-9a-z]{26}@maison\.example>$/);
       // The footer and the body link point to the same opt-out.
@@ -338,7 +375,12 @@ describe.each(dialects)('mail and links on %s', (dialect) => {
     it('withdraws once when the one-click POST and the person’s click arrive together', async () => {
       const { contact, unsubscribePath } = await marketingMail();
       const oneClick = () =>
-        t.app.inject({ method: 'POST', url: unsubscribePath, headers: { 'content-type': 'application/x-www-form-urlencoded' }, payload: 'List-Unsubscribe=One-Click' });
+        t.app.inject({
+          method: 'POST',
+          url: unsubscribePath,
+          headers: { 'content-type': 'application/x-www-form-urlencoded' },
+          payload: 'List-Unsubscribe=One-Click',
+        });
       const byHand = () => visit('POST', unsubscribePath, { form: 'unsubscribe=yes' });
       const answers = await Promise.all([oneClick(), byHand(), oneClick(), byHand()]);
       for (const res of answers) {
@@ -355,7 +397,9 @@ describe.each(dialects)('mail and links on %s', (dialect) => {
     it('refuses a marketing send without an allowing decision, and without a purpose', async () => {
       const contact = await createContact(t, { locale: 'en' });
       const before = await everything();
-      const refused = await t.call('POST', '/v1/messages', { body: { contactId: contact.id, template: 'promo-week', purpose: 'commercial-email' } });
+      const refused = await t.call('POST', '/v1/messages', {
+        body: { contactId: contact.id, template: 'promo-week', purpose: 'commercial-email' },
+      });
       expect(refused.statusCode).toBe(422);
       expect(refused.json().code).toBe('contact_not_allowed');
       const noPurpose = await t.call('POST', '/v1/messages', { body: { contactId: contact.id, template: 'promo-week' } });
@@ -427,8 +471,17 @@ describe.each(dialects)('mail and links on %s', (dialect) => {
       const before = await everything();
       for (const path of bad) {
         expectFriendlyPage(await visit('GET', path, { headers: { 'accept-language': 'en-GB,en;q=0.8' } }), 400, 'invalid');
-        expectFriendlyPage(await visit('POST', path, { form: 'List-Unsubscribe=One-Click', headers: { 'accept-language': 'en' } }), 400, 'invalid');
-        expectFriendlyPage(await visit('POST', `${path}?lang=fr`, { form: 'confirm=yes&consent=commercial-email:email&action=withdraw_all' }), 400, 'invalid', 'fr');
+        expectFriendlyPage(
+          await visit('POST', path, { form: 'List-Unsubscribe=One-Click', headers: { 'accept-language': 'en' } }),
+          400,
+          'invalid',
+        );
+        expectFriendlyPage(
+          await visit('POST', `${path}?lang=fr`, { form: 'confirm=yes&consent=commercial-email:email&action=withdraw_all' }),
+          400,
+          'invalid',
+          'fr',
+        );
       }
       expect(await everything()).toEqual(before);
       expect(await stateOf(contact.id, 'commercial-email')).toBe('granted');
@@ -500,7 +553,12 @@ describe.each(dialects)('mail and links on %s', (dialect) => {
   describe('preference centre', () => {
     it('lists every purpose × channel that applies with its state, saves exactly the difference, and withdraws everything', async () => {
       await t.call('POST', '/v1/purposes', {
-        body: { key: 'pc-events', title: { fr: 'Invitations', en: 'Event invitations' }, channels: ['email', 'sms'], infoUrl: 'https://maison.example/events' },
+        body: {
+          key: 'pc-events',
+          title: { fr: 'Invitations', en: 'Event invitations' },
+          channels: ['email', 'sms'],
+          infoUrl: 'https://maison.example/events',
+        },
       });
       const contact = await createContact(t, { locale: 'en', phone: frenchMobile() });
       await record(t, { contactId: contact.id, purpose: 'commercial-email', channel: 'email', action: 'grant' });
@@ -513,18 +571,33 @@ describe.each(dialects)('mail and links on %s', (dialect) => {
 
       // Every purpose × channel the contact has an address for.
       const purposes = (await t.call('GET', '/v1/purposes')).json().items as Array<{ key: string; channels: string[] }>;
-      const channels = new Map(((await t.call('GET', '/v1/channels')).json().items as Array<{ key: string; kind: string }>).map((c) => [c.key, c.kind]));
+      const channels = new Map(
+        ((await t.call('GET', '/v1/channels')).json().items as Array<{ key: string; kind: string }>).map((c) => [c.key, c.kind]),
+      );
       const expected = purposes.flatMap((p) => p.channels.filter((c) => channels.has(c)).map((c) => `${p.key}:${c}`)).sort();
-      expect(expected).toEqual(expect.arrayContaining(['commercial-email:email', 'commercial-sms:sms', 'commercial-phone:phone', 'pc-events:email', 'pc-events:sms', 'doi-news:email']));
+      expect(expected).toEqual(
+        expect.arrayContaining([
+          'commercial-email:email',
+          'commercial-sms:sms',
+          'commercial-phone:phone',
+          'pc-events:email',
+          'pc-events:sms',
+          'doi-news:email',
+        ]),
+      );
 
       const page = await visit('GET', prefsPath);
       expect(page.statusCode).toBe(200);
       expect(page.body).toContain('<html lang="en">');
       const boxes = [...page.body.matchAll(/<input type="checkbox" id="p\d+" name="consent" value="([^"]+)"( checked)?/g)];
       expect(boxes.map((b) => b[1]).sort()).toEqual(expected);
-      const checked = boxes.filter((b) => b[2]).map((b) => b[1]).sort();
+      const checked = boxes
+        .filter((b) => b[2])
+        .map((b) => b[1])
+        .sort();
       expect(checked).toEqual(['commercial-email:email', 'commercial-sms:sms']);
-      const stateText = (key: string) => new RegExp(`data-testid="choice-${key.replace(':', '-')}"[\\s\\S]*?data-testid="state">([^<]+)<`).exec(page.body)?.[1];
+      const stateText = (key: string) =>
+        new RegExp(`data-testid="choice-${key.replace(':', '-')}"[\\s\\S]*?data-testid="state">([^<]+)<`).exec(page.body)?.[1];
       expect(stateText('commercial-email:email')).toContain(words.en.status_granted);
       expect(stateText('commercial-sms:sms')).toContain(words.en.status_granted);
       expect(stateText('pc-events:sms')).toContain(words.en.status_refused);
@@ -537,7 +610,9 @@ describe.each(dialects)('mail and links on %s', (dialect) => {
       const other = await visit('GET', pathOf(preferencesLink(t.ctx, emailOnly.id)));
       const otherBoxes = [...other.body.matchAll(/name="consent" value="([^"]+)"/g)].map((b) => b[1] as string);
       expect(otherBoxes.length).toBeGreaterThan(0);
-      expect(otherBoxes.every((b) => channels.get(b.split(':')[1] as string) !== 'sms' && channels.get(b.split(':')[1] as string) !== 'phone')).toBe(true);
+      expect(
+        otherBoxes.every((b) => channels.get(b.split(':')[1] as string) !== 'sms' && channels.get(b.split(':')[1] as string) !== 'phone'),
+      ).toBe(true);
       expect(other.body).toContain('<html lang="fr">');
 
       // Two GETs changed nothing.
@@ -549,7 +624,10 @@ describe.each(dialects)('mail and links on %s', (dialect) => {
       expect(save.body).toContain(words.en.preferences_saved);
       let events = await history(contact.id);
       const saved = events.slice(3);
-      expect(saved.map((e) => `${e.purpose}:${e.channel}:${e.action}`).sort()).toEqual(['commercial-sms:sms:withdrawn', 'pc-events:email:granted']);
+      expect(saved.map((e) => `${e.purpose}:${e.channel}:${e.action}`).sort()).toEqual([
+        'commercial-sms:sms:withdrawn',
+        'pc-events:email:granted',
+      ]);
       for (const e of saved) expect(e.source).toEqual({ type: 'preference_centre', ref: 'save' });
       expect(saved[0]?.evidence).toMatchObject({ method: 'preference centre', url: `${PUBLIC_URL}/p/[token]` });
       expect(await stateOf(contact.id, 'commercial-email')).toBe('granted');
@@ -567,11 +645,17 @@ describe.each(dialects)('mail and links on %s', (dialect) => {
       expect(all.statusCode).toBe(200);
       events = await history(contact.id);
       const withdrawn = events.slice(5);
-      expect(withdrawn.map((e) => `${e.purpose}:${e.channel}:${e.action}`).sort()).toEqual(['commercial-email:email:withdrawn', 'pc-events:email:withdrawn']);
+      expect(withdrawn.map((e) => `${e.purpose}:${e.channel}:${e.action}`).sort()).toEqual([
+        'commercial-email:email:withdrawn',
+        'pc-events:email:withdrawn',
+      ]);
       for (const e of withdrawn) expect(e.source).toEqual({ type: 'preference_centre', ref: 'withdraw-all' });
       expect([...all.body.matchAll(/name="consent" value="[^"]+" checked/g)]).toHaveLength(0);
       expect(await stateOf(contact.id, 'pc-events', 'sms')).toBe('refused');
-      expect(await decision(t, { contactId: contact.id, purpose: 'commercial-email', channel: 'email' })).toMatchObject({ allowed: false, reason: 'withdrawn' });
+      expect(await decision(t, { contactId: contact.id, purpose: 'commercial-email', channel: 'email' })).toMatchObject({
+        allowed: false,
+        reason: 'withdrawn',
+      });
     });
 
     it('mails a link on request to a known address only, answering the same page either way', async () => {
@@ -621,7 +705,12 @@ describe.each(dialects)('mail and links on %s', (dialect) => {
     it('refuses marketing templates without the opt-out (template_missing_opt_out), accepts them with it', async () => {
       const before = await countOf('messages');
       const noLink = await t.call('POST', '/v1/templates', {
-        body: { key: 'promo-no-link', channel: 'email', category: 'marketing', variants: { fr: email('Nos offres, {{ contact.firstName }}.') } },
+        body: {
+          key: 'promo-no-link',
+          channel: 'email',
+          category: 'marketing',
+          variants: { fr: email('Nos offres, {{ contact.firstName }}.') },
+        },
       });
       expect(noLink.statusCode).toBe(422);
       expect(noLink.headers['content-type']).toMatch(/^application\/problem\+json/);
@@ -638,7 +727,12 @@ describe.each(dialects)('mail and links on %s', (dialect) => {
       expect(htmlOnly.statusCode).toBe(422);
       expect(htmlOnly.json().code).toBe('template_missing_opt_out');
       const smsNoStop = await t.call('POST', '/v1/templates', {
-        body: { key: 'sms-no-stop', channel: 'sms', category: 'marketing', variants: { fr: { body: '-20% ce week-end chez {{ company.name }} !' } } },
+        body: {
+          key: 'sms-no-stop',
+          channel: 'sms',
+          category: 'marketing',
+          variants: { fr: { body: '-20% ce week-end chez {{ company.name }} !' } },
+        },
       });
       expect(smsNoStop.statusCode).toBe(422);
       expect(smsNoStop.json().code).toBe('template_missing_opt_out');
@@ -687,7 +781,12 @@ describe.each(dialects)('mail and links on %s', (dialect) => {
       const fr = await t.call('POST', '/v1/templates/promo-week/preview', { body: { contactId: contact.id, locale: 'fr' } });
       expect(fr.json()).toMatchObject({ locale: 'fr', subject: 'Cette semaine chez Maison Test' });
       const sms = await t.call('POST', '/v1/templates', {
-        body: { key: 'sms-preview', channel: 'sms', category: 'marketing', variants: { en: { body: 'Hi {{ contact.firstName }}, -20% today. STOP to 36180' } } },
+        body: {
+          key: 'sms-preview',
+          channel: 'sms',
+          category: 'marketing',
+          variants: { en: { body: 'Hi {{ contact.firstName }}, -20% today. STOP to 36180' } },
+        },
       });
       expect(sms.statusCode).toBe(201);
       const smsPreview = await t.call('POST', '/v1/templates/sms-preview/preview', { body: { contactId: contact.id } });

@@ -72,7 +72,9 @@ describe.each(dialects)('outbox transport on %s', (dialect) => {
     // The stored link works: a GET shows the page, a POST confirms.
     const link = new RegExp(`${PUBLIC_URL}(/c/[A-Za-z0-9_.-]+)`).exec(message.text)?.[1] as string;
     expect((await t.app.inject({ method: 'GET', url: link })).statusCode).toBe(200);
-    const states = async () => (await t.call('GET', `/v1/contacts/${contact.id}/consents`)).json().items.find((s: { purpose: string }) => s.purpose === 'newsletter').status;
+    const states = async () =>
+      (await t.call('GET', `/v1/contacts/${contact.id}/consents`)).json().items.find((s: { purpose: string }) => s.purpose === 'newsletter')
+        .status;
     expect(await states()).toBe('pending');
 
     const missing = await t.call('GET', '/v1/outbox/01ARZ3NDEKTSV4RRFFQ69G5FAV');
@@ -98,14 +100,24 @@ describe.each(dialects)('outbox transport on %s', (dialect) => {
     const page = JSON.parse(list.stdout);
     expect(Array.isArray(page.items)).toBe(true);
     const item = page.items.find((m: { id: string }) => m.id === messageId);
-    expect(item).toMatchObject({ kind: 'double_opt_in', status: 'stored', to: contact.email, subject: 'Please confirm your subscription — Assent' });
+    expect(item).toMatchObject({
+      kind: 'double_opt_in',
+      status: 'stored',
+      to: contact.email,
+      subject: 'Please confirm your subscription — Assent',
+    });
 
     expect(limited.code).toBe(0);
     expect(JSON.parse(limited.stdout).items).toHaveLength(1);
 
     expect(show.code).toBe(0);
     const message = JSON.parse(show.stdout);
-    expect(message).toMatchObject({ id: messageId, status: 'stored', subject: 'Please confirm your subscription — Assent', to: contact.email });
+    expect(message).toMatchObject({
+      id: messageId,
+      status: 'stored',
+      subject: 'Please confirm your subscription — Assent',
+      to: contact.email,
+    });
     expect(message.text).toContain(`${PUBLIC_URL}/c/`);
     expect(message.html).toContain('I confirm');
 

@@ -1,8 +1,8 @@
 // Migrations give the same schema on both stores: same tables, same columns, same nullability.
 import { describe, expect, it } from 'vitest';
+import { parseDatabaseUrl } from '../src/config.ts';
 import { createDb } from '../src/database.ts';
 import { migrateToLatest } from '../src/migrations/index.ts';
-import { parseDatabaseUrl } from '../src/config.ts';
 import { createTestDatabase, dialects } from './helpers/dialects.ts';
 
 async function shapeOf(dialect: (typeof dialects)[number]) {

@@ -46,9 +46,22 @@ describe('npm start', () => {
     const created = await runCli(['keys', 'create', '--name', 'newcomer', '--scope', 'admin', '--json'], cleanEnv, dir);
     expect(created.code, created.stderr).toBe(0);
     const headers = { authorization: `Bearer ${JSON.parse(created.stdout).key}`, 'content-type': 'application/json' };
-    const api = (path: string, body: unknown) => fetch(`http://127.0.0.1:3000${path}`, { method: 'POST', headers, body: JSON.stringify(body) });
-    expect((await api('/v1/purposes', { key: 'letter', title: { fr: 'La lettre' }, channels: ['email'], doubleOptIn: true })).status).toBe(201);
-    expect((await api('/v1/forms', { key: 'join', title: 'Rejoindre', locale: 'fr', fields: ['email'], purposes: [{ purpose: 'letter', channels: ['email'] }] })).status).toBe(201);
+    const api = (path: string, body: unknown) =>
+      fetch(`http://127.0.0.1:3000${path}`, { method: 'POST', headers, body: JSON.stringify(body) });
+    expect((await api('/v1/purposes', { key: 'letter', title: { fr: 'La lettre' }, channels: ['email'], doubleOptIn: true })).status).toBe(
+      201,
+    );
+    expect(
+      (
+        await api('/v1/forms', {
+          key: 'join',
+          title: 'Rejoindre',
+          locale: 'fr',
+          fields: ['email'],
+          purposes: [{ purpose: 'letter', channels: ['email'] }],
+        })
+      ).status,
+    ).toBe(201);
     const submitted = await fetch('http://127.0.0.1:3000/f/join', {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
@@ -56,10 +69,13 @@ describe('npm start', () => {
     });
     expect(submitted.status).toBe(201);
     await expect
-      .poll(async () => {
-        const listed = await runCli(['outbox', 'list', '--json'], cleanEnv, dir);
-        return JSON.parse(listed.stdout).items.map((m: { kind: string; to: string; status: string }) => `${m.kind} ${m.to} ${m.status}`);
-      }, { timeout: 15_000 })
+      .poll(
+        async () => {
+          const listed = await runCli(['outbox', 'list', '--json'], cleanEnv, dir);
+          return JSON.parse(listed.stdout).items.map((m: { kind: string; to: string; status: string }) => `${m.kind} ${m.to} ${m.status}`);
+        },
+        { timeout: 15_000 },
+      )
       .toContain('double_opt_in newcomer@example.com stored');
 
     const stopped = new Promise((r) => child?.once('exit', r));

@@ -76,9 +76,11 @@ const fr = {
   form_err_terms: 'Il faut accepter les conditions générales pour envoyer ce formulaire.',
   form_err_too_large: 'Le formulaire envoyé est trop volumineux.',
   form_expired_title: 'Ce formulaire a expiré',
-  form_expired_text: 'Pour votre sécurité, un formulaire reste valable deux heures. Rechargez la page, puis envoyez-le à nouveau. Rien n’a été enregistré.',
+  form_expired_text:
+    'Pour votre sécurité, un formulaire reste valable deux heures. Rechargez la page, puis envoyez-le à nouveau. Rien n’a été enregistré.',
   form_changed_title: 'Ce formulaire a changé',
-  form_changed_text: 'Le formulaire a été modifié depuis que vous l’avez ouvert. Rechargez la page pour voir la version actuelle. Rien n’a été enregistré.',
+  form_changed_text:
+    'Le formulaire a été modifié depuis que vous l’avez ouvert. Rechargez la page pour voir la version actuelle. Rien n’a été enregistré.',
   form_not_found_title: 'Formulaire introuvable',
   form_not_found_text: 'Ce formulaire n’existe pas ou n’existe plus. Vérifiez l’adresse de la page.',
   field_email: 'Adresse email',

@@ -63,7 +63,10 @@ export async function sendPage(
 ): Promise<FastifyReply> {
   const html = await renderPage(ctx, name, vars, options);
   pageHeaders(reply, options);
-  return reply.code(options.status ?? 200).type('text/html; charset=utf-8').send(html);
+  return reply
+    .code(options.status ?? 200)
+    .type('text/html; charset=utf-8')
+    .send(html);
 }
 
 /** A page that only says something (errors, thanks). */

@@ -30,8 +30,7 @@ export class ManualClock implements Clock {
 /** Timestamps are stored as fixed-width ISO-8601 UTC strings: they sort as text on both stores. */
 export const iso = (d: Date): string => d.toISOString();
 
-export const addDays = (d: Date | string, days: number): Date =>
-  new Date(new Date(d).getTime() + days * 86_400_000);
+export const addDays = (d: Date | string, days: number): Date => new Date(new Date(d).getTime() + days * 86_400_000);
 
 export function parseInstant(value: string): Date | undefined {
   // Accept full ISO date-times with an offset or Z, and plain dates (taken as UTC midnight).

@@ -1,9 +1,8 @@
 // The application context (long-lived parts) and the request context (who acts, from where).
 import type { Config } from '../config.ts';
-import type { Db } from '../database.ts';
+import type { Db, Executor } from '../database.ts';
 import type { Clock } from './clock.ts';
 import type { IdGenerator } from './ids.ts';
-import type { Executor } from '../database.ts';
 import type { Logger } from './logger.ts';
 import type { Mailer } from './mailer.ts';
 

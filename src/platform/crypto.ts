@@ -2,11 +2,9 @@
 import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import canonicalizeJson from 'canonicalize';
 
-export const sha256Hex = (value: string | Buffer): string =>
-  createHash('sha256').update(value).digest('hex');
+export const sha256Hex = (value: string | Buffer): string => createHash('sha256').update(value).digest('hex');
 
-export const hmacHex = (secret: string, value: string): string =>
-  createHmac('sha256', secret).update(value).digest('hex');
+export const hmacHex = (secret: string, value: string): string => createHmac('sha256', secret).update(value).digest('hex');
 
 /** RFC 8785 JSON canonicalisation: the same object always gives the same bytes. */
 export function canonicalJson(value: unknown): string {

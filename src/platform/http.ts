@@ -1,12 +1,6 @@
 // Shared pieces of the HTTP edge: the typed app, common schemas, the request context.
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import type {
-  FastifyBaseLogger,
-  FastifyInstance,
-  RawReplyDefaultExpression,
-  RawRequestDefaultExpression,
-  RawServerDefault,
-} from 'fastify';
+import type { FastifyBaseLogger, FastifyInstance, RawReplyDefaultExpression, RawRequestDefaultExpression, RawServerDefault } from 'fastify';
 import { type TSchema, Type } from 'typebox';
 import type { RequestContext } from './context.ts';
 
@@ -58,8 +52,6 @@ export const ProblemSchema = Type.Object(
 export const problemRef = Type.Unsafe({ $ref: 'Problem#' });
 
 /** The 4xx answers every authenticated route may give. */
-export const problems = (...statuses: number[]) =>
-  Object.fromEntries([400, 401, 403, 422, ...statuses].map((s) => [s, problemRef]));
+export const problems = (...statuses: number[]) => Object.fromEntries([400, 401, 403, 422, ...statuses].map((s) => [s, problemRef]));
 
-export const ListOf = <T extends TSchema>(item: T) =>
-  Type.Object({ items: Type.Array(item), nextCursor: Nullable(Type.String()) });
+export const ListOf = <T extends TSchema>(item: T) => Type.Object({ items: Type.Array(item), nextCursor: Nullable(Type.String()) });

@@ -20,12 +20,7 @@ const personalKeys = [
   'key',
 ];
 
-export const redactPaths = [
-  ...personalKeys,
-  ...personalKeys.map((k) => `*.${k}`),
-  ...personalKeys.map((k) => `*.*.${k}`),
-  'req.headers',
-];
+export const redactPaths = [...personalKeys, ...personalKeys.map((k) => `*.${k}`), ...personalKeys.map((k) => `*.*.${k}`), 'req.headers'];
 
 // Database drivers quote the offending row in their errors (PostgreSQL: "Key (email)=(…) already
 // exists", "Failing row contains (…)"): those fields go, and addresses are scrubbed from the text.

@@ -28,7 +28,11 @@ export async function resolveSecret(db: Kysely<Database>, configured: string | u
   const existing = byKey.get('secret');
   if (existing) return existing;
   const generated = randomToken(48);
-  await db.insertInto('settings').values({ key: 'secret', value: generated }).onConflict((oc) => oc.column('key').doNothing()).execute();
+  await db
+    .insertInto('settings')
+    .values({ key: 'secret', value: generated })
+    .onConflict((oc) => oc.column('key').doNothing())
+    .execute();
   await db
     .insertInto('settings')
     .values({ key: 'secret_fingerprint', value: fingerprint(generated) })

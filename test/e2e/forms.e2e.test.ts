@@ -27,7 +27,9 @@ describe.runIf(hasBrowser)('forms in Chromium', () => {
     // A shop's page on another origin, embedding the form with one script tag.
     host = createServer((_req, res) => {
       res.setHeader('content-type', 'text/html; charset=utf-8');
-      res.end(`<!doctype html><html lang="en"><head><title>Shop</title></head><body><h1>Our shop</h1><script src="${base}/f/signup/embed.js"></script></body></html>`);
+      res.end(
+        `<!doctype html><html lang="en"><head><title>Shop</title></head><body><h1>Our shop</h1><script src="${base}/f/signup/embed.js"></script></body></html>`,
+      );
     });
     await new Promise<void>((resolve) => host.listen(0, '127.0.0.1', resolve));
     hostOrigin = `http://127.0.0.1:${(host.address() as AddressInfo).port}`;
@@ -40,7 +42,9 @@ describe.runIf(hasBrowser)('forms in Chromium', () => {
       ['offers', 'Offres partenaires', 'Partner offers'],
       ['events', 'Invitations aux événements', 'Event invitations'],
     ] as const) {
-      const res = await t.call('POST', '/v1/purposes', { body: { key, title: { fr, en }, description: { fr: `${fr}, de temps en temps.`, en: `${en}, now and then.` }, channels: ['email'] } });
+      const res = await t.call('POST', '/v1/purposes', {
+        body: { key, title: { fr, en }, description: { fr: `${fr}, de temps en temps.`, en: `${en}, now and then.` }, channels: ['email'] },
+      });
       expect(res.statusCode, res.body).toBe(201);
     }
     const form = await t.call('POST', '/v1/forms', {
@@ -49,7 +53,11 @@ describe.runIf(hasBrowser)('forms in Chromium', () => {
         title: 'Inscription',
         locale: 'fr',
         fields: ['email', 'firstName'],
-        purposes: [{ purpose: 'news', channels: ['email'] }, { purpose: 'offers', channels: ['email'] }, { purpose: 'events', channels: ['email'] }],
+        purposes: [
+          { purpose: 'news', channels: ['email'] },
+          { purpose: 'offers', channels: ['email'] },
+          { purpose: 'events', channels: ['email'] },
+        ],
         allowedOrigins: [hostOrigin],
       },
     });

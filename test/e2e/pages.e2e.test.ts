@@ -41,7 +41,9 @@ describe.runIf(hasBrowser)('public pages in Chromium', () => {
       const page = await browser.newPage();
       await page.goto(`${base}${path(link)}`);
       expect(await page.locator('html').getAttribute('lang')).toBe(locale);
-      await expect.poll(() => page.getByTestId('purposes').innerText()).toContain(locale === 'fr' ? 'La lettre du jeudi' : 'The Thursday letter');
+      await expect
+        .poll(() => page.getByTestId('purposes').innerText())
+        .toContain(locale === 'fr' ? 'La lettre du jeudi' : 'The Thursday letter');
       await screenshot(page, `confirm-${locale}`);
       expect((await decision(t, { contactId: contact.id, purpose: 'newsletter', channel: 'email' })).reason).toBe('doi_pending');
       await page.getByTestId('confirm').click();
@@ -90,8 +92,13 @@ describe.runIf(hasBrowser)('public pages in Chromium', () => {
     expect(await page.getByTestId('choice-commercial-email-email').locator('input').isChecked()).toBe(false);
     expect(await page.getByTestId('choice-commercial-sms-sms').locator('input').isChecked()).toBe(false);
     await screenshot(page, 'preferences-withdrawn-en');
-    for (const [purpose, channel] of [['commercial-email', 'email'], ['commercial-sms', 'sms']]) {
-      expect((await decision(t, { contactId: contact.id, purpose: purpose as string, channel: channel as string })).reason).toBe('withdrawn');
+    for (const [purpose, channel] of [
+      ['commercial-email', 'email'],
+      ['commercial-sms', 'sms'],
+    ]) {
+      expect((await decision(t, { contactId: contact.id, purpose: purpose as string, channel: channel as string })).reason).toBe(
+        'withdrawn',
+      );
     }
     const history = (await t.call('GET', `/v1/contacts/${contact.id}/consents/history`)).json();
     expect(history.items.filter((e: { source: { type: string } }) => e.source.type === 'preference_centre')).toHaveLength(3);

@@ -22,14 +22,15 @@ export interface TestApp {
   keys: { admin: string; write: string; read: string };
   /** Every log line written so far (JSON text). */
   logs: string[];
-  call(method: string, url: string, options?: { body?: unknown; key?: string | null; headers?: Record<string, string> }): Promise<LightMyRequestResponse>;
+  call(
+    method: string,
+    url: string,
+    options?: { body?: unknown; key?: string | null; headers?: Record<string, string> },
+  ): Promise<LightMyRequestResponse>;
   close(): Promise<void>;
 }
 
-export async function buildTestApp(
-  dialect: Dialect,
-  options: { now?: string; env?: Record<string, string> } = {},
-): Promise<TestApp> {
+export async function buildTestApp(dialect: Dialect, options: { now?: string; env?: Record<string, string> } = {}): Promise<TestApp> {
   const database = await createTestDatabase(dialect);
   const clock = new ManualClock(options.now ?? '2026-11-22T10:00:00.000Z');
   const logs: string[] = [];

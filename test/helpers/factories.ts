@@ -18,7 +18,10 @@ export function frenchMobile(): string {
   }
 }
 
-export async function createContact(t: TestApp, overrides: Record<string, unknown> = {}): Promise<{ id: string } & Record<string, unknown>> {
+export async function createContact(
+  t: TestApp,
+  overrides: Record<string, unknown> = {},
+): Promise<{ id: string } & Record<string, unknown>> {
   const res = await t.call('POST', '/v1/contacts', { body: buildContact(overrides) });
   if (res.statusCode !== 201) throw new Error(`createContact: ${res.statusCode} ${res.body}`);
   return res.json();
@@ -55,7 +58,10 @@ export async function rowCounts(t: TestApp): Promise<Record<string, number>> {
   ] as const;
   const out: Record<string, number> = {};
   for (const table of tables) {
-    const row = await t.ctx.db.kysely.selectFrom(table).select((eb) => eb.fn.countAll().as('n')).executeTakeFirstOrThrow();
+    const row = await t.ctx.db.kysely
+      .selectFrom(table)
+      .select((eb) => eb.fn.countAll().as('n'))
+      .executeTakeFirstOrThrow();
     out[table] = Number(row.n);
   }
   return out;

@@ -2,7 +2,11 @@ import type { Executor } from '../../database.ts';
 import type { ApiKeysTable } from './auth.table.ts';
 
 export const insertKeyRow = (db: Executor, row: ApiKeysTable) =>
-  db.insertInto('api_keys').values(row).onConflict((oc) => oc.column('name').doNothing()).executeTakeFirst();
+  db
+    .insertInto('api_keys')
+    .values(row)
+    .onConflict((oc) => oc.column('name').doNothing())
+    .executeTakeFirst();
 
 export const listKeyRows = (db: Executor) => db.selectFrom('api_keys').selectAll().orderBy('created_at').execute();
 

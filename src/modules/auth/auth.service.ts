@@ -37,7 +37,10 @@ const toInfo = (r: ApiKeysTable): ApiKeyInfo => ({
   revokedAt: r.revoked_at,
 });
 
-export async function createKey(ctx: AppContext, input: { name: string; scope: Scope }): Promise<{ name: string; scope: Scope; key: string }> {
+export async function createKey(
+  ctx: AppContext,
+  input: { name: string; scope: Scope },
+): Promise<{ name: string; scope: Scope; key: string }> {
   if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/.test(input.name)) {
     throw new DomainError('validation_failed', 'A key name is 1–64 letters, digits, ".", "_" or "-"');
   }
@@ -101,7 +104,9 @@ export async function authenticate(ctx: AppContext, presented: string | undefine
   const touched = ctx.cache.get(`apikey-touch:${id}`);
   if (!touched || now - touched.at > TOUCH_EVERY_MS) {
     ctx.cache.set(`apikey-touch:${id}`, { at: now, value: true });
-    touchKeyRow(ctx.db.kysely, id, iso(ctx.clock.now())).catch((error: unknown) => ctx.logger.warn({ err: error }, 'could not record key use'));
+    touchKeyRow(ctx.db.kysely, id, iso(ctx.clock.now())).catch((error: unknown) =>
+      ctx.logger.warn({ err: error }, 'could not record key use'),
+    );
   }
   return { id: stored.id, name: stored.name, scope: stored.scope as Scope };
 }

@@ -11,10 +11,7 @@ export const ChannelSchema = Type.Object({
   builtin: Type.Boolean(),
 });
 
-export const CreateChannelBody = Type.Object(
-  { key: Key, kind: ChannelKindSchema, names: Localized },
-  { additionalProperties: false },
-);
+export const CreateChannelBody = Type.Object({ key: Key, kind: ChannelKindSchema, names: Localized }, { additionalProperties: false });
 
 export const UpdateChannelBody = Type.Object(
   { kind: Type.Optional(ChannelKindSchema), names: Type.Optional(Localized) },

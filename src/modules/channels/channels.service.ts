@@ -55,10 +55,7 @@ export async function requireChannel(ctx: AppContext, key: string): Promise<Chan
   return channel;
 }
 
-export async function createChannel(
-  ctx: AppContext,
-  input: { key: string; kind: ChannelKind; names: Channel['names'] },
-): Promise<Channel> {
+export async function createChannel(ctx: AppContext, input: { key: string; kind: ChannelKind; names: Channel['names'] }): Promise<Channel> {
   const now = iso(ctx.clock.now());
   const result = await insertChannelRow(ctx.db.kysely, {
     key: input.key,

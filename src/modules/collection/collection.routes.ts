@@ -2,11 +2,12 @@
 // A GET only shows; only a POST changes anything (mail scanners pre-fetch links).
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
+import { chooseLang, type Lang, words } from '../../pages/i18n.ts';
+import { sendMessagePage, sendPage, stylesheet } from '../../pages/render.ts';
 import type { AppContext, RequestContext } from '../../platform/context.ts';
 import { type App, problems } from '../../platform/http.ts';
 import { type TokenKind, verifyToken } from '../../platform/tokens.ts';
-import { chooseLang, type Lang, words } from '../../pages/i18n.ts';
-import { sendMessagePage, sendPage, stylesheet } from '../../pages/render.ts';
+import { findContactRow } from '../contacts/index.ts';
 import {
   confirmDoubleOptIn,
   type Evidence,
@@ -19,7 +20,6 @@ import {
   unsubscribe,
   unsubscribeView,
 } from './collection.service.ts';
-import { findContactRow } from '../contacts/index.ts';
 
 const TokenParams = Type.Object({ token: Type.String({ minLength: 1, maxLength: 1000 }) });
 const LangQuery = Type.Object({ lang: Type.Optional(Type.String({ maxLength: 5 })) });
@@ -84,18 +84,22 @@ export function collectionRoutes(app: App, ctx: AppContext): void {
   );
 
   // Double opt-in (and, later, campaign) confirmations.
-  app.get('/c/:token', { schema: { hide: true, params: TokenParams, querystring: LangQuery }, config: { page: true } }, async (request, reply) => {
-    const claims = await claimsOr(request, reply, 'confirm');
-    if (!claims) return reply;
-    const contact = await findContactRow(ctx.db.kysely, claims.contactId);
-    const lang = chooseLang(request.query.lang, contact?.locale, request.headers['accept-language']);
-    const used = await ctx.db.kysely.selectFrom('used_tokens').select('jti').where('jti', '=', claims.jti).executeTakeFirst();
-    if (used) return sendMessagePage(ctx, reply, { title: 'used_title', text: 'used_text' }, { lang, status: 410 });
-    const { items } = await pendingConfirmations(ctx, claims, lang);
-    if (items.length === 0) return sendMessagePage(ctx, reply, { title: 'nothing_title', text: 'nothing_text' }, { lang });
-    const path = `/c/${request.params.token}`;
-    return sendPage(ctx, reply, 'confirm', { items, action: `${path}?lang=${lang}`, landing: false }, { lang, path });
-  });
+  app.get(
+    '/c/:token',
+    { schema: { hide: true, params: TokenParams, querystring: LangQuery }, config: { page: true } },
+    async (request, reply) => {
+      const claims = await claimsOr(request, reply, 'confirm');
+      if (!claims) return reply;
+      const contact = await findContactRow(ctx.db.kysely, claims.contactId);
+      const lang = chooseLang(request.query.lang, contact?.locale, request.headers['accept-language']);
+      const used = await ctx.db.kysely.selectFrom('used_tokens').select('jti').where('jti', '=', claims.jti).executeTakeFirst();
+      if (used) return sendMessagePage(ctx, reply, { title: 'used_title', text: 'used_text' }, { lang, status: 410 });
+      const { items } = await pendingConfirmations(ctx, claims, lang);
+      if (items.length === 0) return sendMessagePage(ctx, reply, { title: 'nothing_title', text: 'nothing_text' }, { lang });
+      const path = `/c/${request.params.token}`;
+      return sendPage(ctx, reply, 'confirm', { items, action: `${path}?lang=${lang}`, landing: false }, { lang, path });
+    },
+  );
 
   app.post(
     '/c/:token',
@@ -112,22 +116,31 @@ export function collectionRoutes(app: App, ctx: AppContext): void {
     },
   );
 
-  app.get('/u/:token', { schema: { hide: true, params: TokenParams, querystring: LangQuery }, config: { page: true } }, async (request, reply) => {
-    const claims = await claimsOr(request, reply, 'unsubscribe');
-    if (!claims) return reply;
-    const contact = await findContactRow(ctx.db.kysely, claims.contactId);
-    const lang = chooseLang(request.query.lang, contact?.locale, request.headers['accept-language']);
-    const view = await unsubscribeView(ctx, claims, lang);
-    if (!view.contact) return sendMessagePage(ctx, reply, { title: 'unsubscribed_title', text: 'unsubscribed_text' }, { lang });
-    const path = `/u/${request.params.token}`;
-    return sendPage(
-      ctx,
-      reply,
-      'unsubscribe',
-      { items: view.items, all: claims.all ?? false, action: `${path}?lang=${lang}`, preferencesUrl: preferencesLink(ctx, claims.contactId) },
-      { lang, path },
-    );
-  });
+  app.get(
+    '/u/:token',
+    { schema: { hide: true, params: TokenParams, querystring: LangQuery }, config: { page: true } },
+    async (request, reply) => {
+      const claims = await claimsOr(request, reply, 'unsubscribe');
+      if (!claims) return reply;
+      const contact = await findContactRow(ctx.db.kysely, claims.contactId);
+      const lang = chooseLang(request.query.lang, contact?.locale, request.headers['accept-language']);
+      const view = await unsubscribeView(ctx, claims, lang);
+      if (!view.contact) return sendMessagePage(ctx, reply, { title: 'unsubscribed_title', text: 'unsubscribed_text' }, { lang });
+      const path = `/u/${request.params.token}`;
+      return sendPage(
+        ctx,
+        reply,
+        'unsubscribe',
+        {
+          items: view.items,
+          all: claims.all ?? false,
+          action: `${path}?lang=${lang}`,
+          preferencesUrl: preferencesLink(ctx, claims.contactId),
+        },
+        { lang, path },
+      );
+    },
+  );
 
   // A human click, or RFC 8058 one-click (body "List-Unsubscribe=One-Click"): no cookie, no CSRF token.
   app.post(
@@ -167,7 +180,8 @@ export function collectionRoutes(app: App, ctx: AppContext): void {
     if (!claims) return reply;
     const contact = await findContactRow(ctx.db.kysely, claims.contactId);
     const lang = chooseLang(request.query.lang, contact?.locale, request.headers['accept-language']);
-    if (!contact || contact.erased_at) return sendMessagePage(ctx, reply, { title: 'invalid_title', text: 'invalid_text' }, { lang, status: 410 });
+    if (!contact || contact.erased_at)
+      return sendMessagePage(ctx, reply, { title: 'invalid_title', text: 'invalid_text' }, { lang, status: 410 });
     const items = await preferenceItems(ctx, contact, lang);
     const path = `/p/${request.params.token}`;
     const t = words[lang] as unknown as Record<string, string>;
@@ -180,8 +194,10 @@ export function collectionRoutes(app: App, ctx: AppContext): void {
     );
   };
 
-  app.get('/p/:token', { schema: { hide: true, params: TokenParams, querystring: LangQuery }, config: { page: true } }, async (request, reply) =>
-    showPreferences(request, reply, false),
+  app.get(
+    '/p/:token',
+    { schema: { hide: true, params: TokenParams, querystring: LangQuery }, config: { page: true } },
+    async (request, reply) => showPreferences(request, reply, false),
   );
 
   app.post(
@@ -192,10 +208,18 @@ export function collectionRoutes(app: App, ctx: AppContext): void {
       if (!claims) return reply;
       const contact = await findContactRow(ctx.db.kysely, claims.contactId);
       const lang = chooseLang(request.query.lang, contact?.locale, request.headers['accept-language']);
-      if (!contact || contact.erased_at) return sendMessagePage(ctx, reply, { title: 'invalid_title', text: 'invalid_text' }, { lang, status: 410 });
+      if (!contact || contact.erased_at)
+        return sendMessagePage(ctx, reply, { title: 'invalid_title', text: 'invalid_text' }, { lang, status: 410 });
       const body = (request.body ?? {}) as Record<string, string | string[]>;
       const ticked = new Set(([] as string[]).concat(body.consent ?? []));
-      await savePreferences(ctx, personRequest(request), contact, ticked, body.action === 'withdraw_all', evidenceOf(ctx, request, '/p/[token]', lang));
+      await savePreferences(
+        ctx,
+        personRequest(request),
+        contact,
+        ticked,
+        body.action === 'withdraw_all',
+        evidenceOf(ctx, request, '/p/[token]', lang),
+      );
       return showPreferences(request, reply, true);
     },
   );

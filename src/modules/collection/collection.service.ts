@@ -5,10 +5,10 @@ import { addressKindFor, normalizeEmail } from '../../platform/addresses.ts';
 import { iso } from '../../platform/clock.ts';
 import type { AppContext, ConsentEventsHook, RequestContext } from '../../platform/context.ts';
 import { DomainError } from '../../platform/errors.ts';
-import { type TokenClaims, expiresIn, signToken } from '../../platform/tokens.ts';
+import { expiresIn, signToken, type TokenClaims } from '../../platform/tokens.ts';
 import { type Channel, listChannels } from '../channels/index.ts';
-import { type ContactsTable, findContactRow } from '../contacts/index.ts';
 import { type ConsentInput, consentStatesOf, decide, recordConsents } from '../consents/index.ts';
+import { type ContactsTable, findContactRow } from '../contacts/index.ts';
 import { enqueueEmail, getTemplate, kickDispatch, lastMessageAt } from '../messaging/index.ts';
 import { listPurposes, type Purpose } from '../purposes/index.ts';
 import { addressHash, addSuppressions } from '../suppressions/index.ts';
@@ -20,8 +20,7 @@ const RESEND_AFTER_MS = 10 * 60_000;
 /** What a page request tells about how the person acted (it becomes the event's evidence). */
 export type Evidence = NonNullable<ConsentInput['evidence']>;
 
-const localized = (text: { fr?: string; en?: string }, lang: string) =>
-  (lang === 'en' ? (text.en ?? text.fr) : (text.fr ?? text.en)) ?? '';
+const localized = (text: { fr?: string; en?: string }, lang: string) => (lang === 'en' ? (text.en ?? text.fr) : (text.fr ?? text.en)) ?? '';
 
 export function linkFor(ctx: AppContext, path: 'c' | 'u' | 'p', claims: Omit<TokenClaims, 'jti' | 'exp'> & { days: number }): string {
   const { days, ...rest } = claims;
@@ -31,7 +30,13 @@ export function linkFor(ctx: AppContext, path: 'c' | 'u' | 'p', claims: Omit<Tok
 export const preferencesLink = (ctx: AppContext, contactId: string) =>
   linkFor(ctx, 'p', { kind: 'preferences', contactId, days: PREFERENCES_DAYS });
 
-export const unsubscribeLink = (ctx: AppContext, contactId: string, purpose: string | undefined, channel: string, options: { all?: boolean; ref?: string } = {}) =>
+export const unsubscribeLink = (
+  ctx: AppContext,
+  contactId: string,
+  purpose: string | undefined,
+  channel: string,
+  options: { all?: boolean; ref?: string } = {},
+) =>
   linkFor(ctx, 'u', {
     kind: 'unsubscribe',
     contactId,
@@ -74,7 +79,13 @@ export function doubleOptInHook(ctx: AppContext): ConsentEventsHook {
           contact: { firstName: contact.first_name, lastName: contact.last_name, email: contact.email },
           purpose: { title: titles.join(', ') },
           links: {
-            confirm: linkFor(ctx, 'c', { kind: 'confirm', contactId, channel: 'email', ref: 'doi', days: ctx.config.doubleOptInExpiryDays }),
+            confirm: linkFor(ctx, 'c', {
+              kind: 'confirm',
+              contactId,
+              channel: 'email',
+              ref: 'doi',
+              days: ctx.config.doubleOptInExpiryDays,
+            }),
             preferences: preferencesLink(ctx, contactId),
           },
         },
@@ -96,7 +107,11 @@ export interface PendingItem {
 }
 
 /** The pending double opt-in consents a confirm link would confirm. */
-export async function pendingConfirmations(ctx: AppContext, claims: TokenClaims, lang: string): Promise<{ contact: ContactsTable | undefined; items: PendingItem[] }> {
+export async function pendingConfirmations(
+  ctx: AppContext,
+  claims: TokenClaims,
+  lang: string,
+): Promise<{ contact: ContactsTable | undefined; items: PendingItem[] }> {
   const contact = await findContactRow(ctx.db.kysely, claims.contactId);
   if (!contact || contact.erased_at) return { contact: undefined, items: [] };
   const purposes = new Map((await listPurposes(ctx)).map((p) => [p.key, p]));
@@ -115,7 +130,12 @@ export async function pendingConfirmations(ctx: AppContext, claims: TokenClaims,
 export type ConfirmOutcome = 'confirmed' | 'nothing' | 'used';
 
 /** POST of a double opt-in link: records `confirmed` for each pending email consent, once. */
-export async function confirmDoubleOptIn(ctx: AppContext, req: RequestContext, claims: TokenClaims, evidence: Evidence): Promise<ConfirmOutcome> {
+export async function confirmDoubleOptIn(
+  ctx: AppContext,
+  req: RequestContext,
+  claims: TokenClaims,
+  evidence: Evidence,
+): Promise<ConfirmOutcome> {
   const used = await ctx.db.kysely.selectFrom('used_tokens').select('jti').where('jti', '=', claims.jti).executeTakeFirst();
   if (used) return 'used';
   const { items } = await pendingConfirmations(ctx, claims, evidence.locale ?? 'fr');
@@ -143,7 +163,10 @@ export async function confirmDoubleOptIn(ctx: AppContext, req: RequestContext, c
 }
 
 async function spendToken(ctx: AppContext, trx: Executor, jti: string): Promise<void> {
-  await trx.insertInto('used_tokens').values({ jti, used_at: iso(ctx.clock.now()) }).execute();
+  await trx
+    .insertInto('used_tokens')
+    .values({ jti, used_at: iso(ctx.clock.now()) })
+    .execute();
 }
 
 export interface UnsubscribeView {
@@ -178,9 +201,10 @@ export async function unsubscribe(ctx: AppContext, req: RequestContext, claims: 
       (s.status === 'granted' || s.status === 'pending'),
   );
   // A purpose-bound link withdraws that purpose even when nothing was recorded yet (legitimate interest).
-  const purposes = claims.purpose && !claims.all && !states.some((s) => s.purpose_key === claims.purpose && s.channel_key === channel.key)
-    ? [claims.purpose]
-    : targets.map((s) => s.purpose_key);
+  const purposes =
+    claims.purpose && !claims.all && !states.some((s) => s.purpose_key === claims.purpose && s.channel_key === channel.key)
+      ? [claims.purpose]
+      : targets.map((s) => s.purpose_key);
   const hash = addressHashFor(ctx, contact, channel);
   // Two POSTs at once (the mail provider's one-click and the person's click) withdraw once:
   // onlyChanges judges "already withdrawn" under the chain lock.
@@ -199,7 +223,9 @@ export async function unsubscribe(ctx: AppContext, req: RequestContext, claims: 
       onlyChanges: true,
       inTransaction: async (trx) => {
         if (claims.all && hash) {
-          await addSuppressions(trx, [{ channel: channel.key, hash, reason: 'unsubscribed', source: 'unsubscribe link', at: iso(ctx.clock.now()) }]);
+          await addSuppressions(trx, [
+            { channel: channel.key, hash, reason: 'unsubscribed', source: 'unsubscribe link', at: iso(ctx.clock.now()) },
+          ]);
         }
       },
     },
@@ -299,7 +325,10 @@ export async function requestPreferencesLink(ctx: AppContext, rawEmail: string):
     kind: 'preference_link',
     templateKey: 'preference-link',
     locale: contact.locale,
-    vars: { contact: { firstName: contact.first_name, lastName: contact.last_name, email }, links: { preferences: preferencesLink(ctx, contact.id) } },
+    vars: {
+      contact: { firstName: contact.first_name, lastName: contact.last_name, email },
+      links: { preferences: preferencesLink(ctx, contact.id) },
+    },
   });
   kickDispatch(ctx);
   return 'done';
@@ -318,13 +347,19 @@ export interface SendEmailInput {
  */
 export async function sendEmail(ctx: AppContext, input: SendEmailInput): Promise<{ id: string; status: string }> {
   const template = await getTemplate(ctx, input.template);
-  if (template.channel !== 'email') throw new DomainError('validation_failed', `Template "${template.key}" is not an email template`, [{ path: '/template', message: 'not an email template' }]);
+  if (template.channel !== 'email')
+    throw new DomainError('validation_failed', `Template "${template.key}" is not an email template`, [
+      { path: '/template', message: 'not an email template' },
+    ]);
   const contact = await findContactRow(ctx.db.kysely, input.contactId);
   if (!contact) throw new DomainError('contact_not_found', `There is no contact "${input.contactId}"`);
   if (contact.erased_at) throw new DomainError('contact_erased');
   if (!contact.email) throw new DomainError('no_address_for_channel', 'This contact has no email address');
   const marketing = template.category === 'marketing';
-  if (marketing && !input.purpose) throw new DomainError('purpose_required', 'Name the purpose this marketing message serves', [{ path: '/purpose', message: 'required for a marketing template' }]);
+  if (marketing && !input.purpose)
+    throw new DomainError('purpose_required', 'Name the purpose this marketing message serves', [
+      { path: '/purpose', message: 'required for a marketing template' },
+    ]);
   if (input.purpose) {
     const decision = await decide(ctx, { contactId: contact.id, purpose: input.purpose, channel: 'email' }, '');
     if (marketing && !decision.allowed) {

@@ -174,9 +174,7 @@ function buildFactsQuery(ctx: AppContext, lookup: Lookup, address: AddressColumn
       's.last_event_id',
     ])
     .select(
-      address
-        ? sql<number>`case when c.${sql.ref(address)} is null then 0 else 1 end`.as('has_address')
-        : sql<number>`1`.as('has_address'),
+      address ? sql<number>`case when c.${sql.ref(address)} is null then 0 else 1 end`.as('has_address') : sql<number>`1`.as('has_address'),
     )
     .select((eb) =>
       address
@@ -251,16 +249,23 @@ async function loadFacts(
 export async function decide(ctx: AppContext, request: DecisionRequest, path = ''): Promise<Decision> {
   const purpose = await getPurpose(ctx, request.purpose);
   if (!purpose) {
-    throw new DomainError('unknown_purpose', `There is no purpose "${request.purpose}"`, [{ path: `${path}/purpose`, message: 'unknown purpose' }]);
+    throw new DomainError('unknown_purpose', `There is no purpose "${request.purpose}"`, [
+      { path: `${path}/purpose`, message: 'unknown purpose' },
+    ]);
   }
   const channel = await getChannel(ctx, request.channel);
   if (!channel) {
-    throw new DomainError('unknown_channel', `There is no channel "${request.channel}"`, [{ path: `${path}/channel`, message: 'unknown channel' }]);
+    throw new DomainError('unknown_channel', `There is no channel "${request.channel}"`, [
+      { path: `${path}/channel`, message: 'unknown channel' },
+    ]);
   }
   let at = ctx.clock.now();
   if (request.at !== undefined) {
     at = new Date(request.at);
-    if (Number.isNaN(at.getTime())) throw new DomainError('validation_failed', 'at must be an ISO-8601 date-time', [{ path: `${path}/at`, message: 'invalid date-time' }]);
+    if (Number.isNaN(at.getTime()))
+      throw new DomainError('validation_failed', 'at must be an ISO-8601 date-time', [
+        { path: `${path}/at`, message: 'invalid date-time' },
+      ]);
   }
 
   let lookup: Lookup;
@@ -271,13 +276,17 @@ export async function decide(ctx: AppContext, request: DecisionRequest, path = '
   } else if (request.email !== undefined) {
     lookup = 'email';
     value = normalizeEmail(request.email);
-    if (!value) throw new DomainError('invalid_email', 'is not a valid email address', [{ path: `${path}/email`, message: 'invalid email' }]);
+    if (!value)
+      throw new DomainError('invalid_email', 'is not a valid email address', [{ path: `${path}/email`, message: 'invalid email' }]);
   } else if (request.phone !== undefined) {
     lookup = 'phone';
     value = normalizePhone(request.phone, ctx.config.defaultRegion);
-    if (!value) throw new DomainError('invalid_phone', 'is not a valid phone number', [{ path: `${path}/phone`, message: 'invalid phone' }]);
+    if (!value)
+      throw new DomainError('invalid_phone', 'is not a valid phone number', [{ path: `${path}/phone`, message: 'invalid phone' }]);
   } else {
-    throw new DomainError('validation_failed', 'Name the contact by contactId, email or phone', [{ path: `${path}/contactId`, message: 'contactId, email or phone is required' }]);
+    throw new DomainError('validation_failed', 'Name the contact by contactId, email or phone', [
+      { path: `${path}/contactId`, message: 'contactId, email or phone is required' },
+    ]);
   }
   const facts = await loadFacts(ctx, lookup, value, purpose.key, channel);
   return decideFromFacts(facts, purpose, channel, at, ctx.config);

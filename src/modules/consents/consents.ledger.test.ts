@@ -7,8 +7,8 @@ import { type DecisionFacts, decideFromFacts } from './consents.decisions.ts';
 import {
   type Evidence,
   eraseEvidence,
-  evidenceHash,
   eventHash,
+  evidenceHash,
   GENESIS_HASH,
   type HashedFields,
   type StoredEvent,
@@ -114,7 +114,13 @@ describe('evidenceHash and eraseEvidence', () => {
     const erased = eraseEvidence(SECRET, evidence);
     const text = JSON.stringify(erased);
     for (const value of [evidence.ip, evidence.userAgent, evidence.url, 'camille.martin']) expect(text).not.toContain(value);
-    expect(erased).toMatchObject({ method: 'form', locale: 'fr', text: evidence.text, textHash: evidence.textHash, wordingHash: evidence.wordingHash });
+    expect(erased).toMatchObject({
+      method: 'form',
+      locale: 'fr',
+      text: evidence.text,
+      textHash: evidence.textHash,
+      wordingHash: evidence.wordingHash,
+    });
     expect(Object.keys(erased.erased ?? {}).sort()).toEqual(['ip', 'url', 'userAgent']);
     expect(erased).not.toHaveProperty('ip');
   });
@@ -191,7 +197,12 @@ describe('verifyChain', () => {
   it('detects a deleted event as a sequence gap at the event after it', () => {
     const { events, head } = buildChain(4);
     const without = events.filter((e) => e.seq !== 2);
-    expect(verifyChain(SECRET, CONTACT, without, head)).toEqual({ contactId: CONTACT, eventId: events[2]?.id, seq: 3, reason: 'sequence_gap' });
+    expect(verifyChain(SECRET, CONTACT, without, head)).toEqual({
+      contactId: CONTACT,
+      eventId: events[2]?.id,
+      seq: 3,
+      reason: 'sequence_gap',
+    });
     const noFirst = events.slice(1);
     expect(verifyChain(SECRET, CONTACT, noFirst, head)).toMatchObject({ eventId: events[1]?.id, reason: 'sequence_gap' });
   });
@@ -259,8 +270,16 @@ describe('verifyChain', () => {
 
   it('detects a head that does not match: truncated chain, other hash, missing head', () => {
     const { events, head } = buildChain(3);
-    expect(verifyChain(SECRET, CONTACT, events.slice(0, 2), head)).toEqual({ contactId: CONTACT, eventId: events[1]?.id, seq: 3, reason: 'head_mismatch' });
-    expect(verifyChain(SECRET, CONTACT, events, { seq: 3, hash: 'b'.repeat(64) })).toMatchObject({ eventId: events[2]?.id, reason: 'head_mismatch' });
+    expect(verifyChain(SECRET, CONTACT, events.slice(0, 2), head)).toEqual({
+      contactId: CONTACT,
+      eventId: events[1]?.id,
+      seq: 3,
+      reason: 'head_mismatch',
+    });
+    expect(verifyChain(SECRET, CONTACT, events, { seq: 3, hash: 'b'.repeat(64) })).toMatchObject({
+      eventId: events[2]?.id,
+      reason: 'head_mismatch',
+    });
     expect(verifyChain(SECRET, CONTACT, events, { seq: 4, hash: head.hash })).toMatchObject({ reason: 'head_mismatch' });
     expect(verifyChain(SECRET, CONTACT, events, undefined)).toMatchObject({ eventId: events[2]?.id, seq: null, reason: 'head_mismatch' });
     expect(verifyChain(SECRET, CONTACT, [], head)).toMatchObject({ eventId: null, reason: 'head_mismatch' });
@@ -304,8 +323,20 @@ describe('decideFromFacts: the phone switch date (RULES 13, Loi 2025-594)', () =
   const decideAt = (f: DecisionFacts, when: string, s = settings) => decideFromFacts(f, purpose, phone, at(when), s);
 
   it('allows a person prospect up to the last millisecond before 2026-08-11 (UTC), not from then', () => {
-    expect(decideAt(facts(), '2026-08-10T23:59:59.999Z')).toEqual({ allowed: true, basis: 'legitimate_interest', reason: 'opt_out_channel', evidenceEventId: null, expiresAt: null });
-    expect(decideAt(facts(), '2026-08-11T00:00:00.000Z')).toEqual({ allowed: false, basis: 'legitimate_interest', reason: 'phone_consent_required', evidenceEventId: null, expiresAt: null });
+    expect(decideAt(facts(), '2026-08-10T23:59:59.999Z')).toEqual({
+      allowed: true,
+      basis: 'legitimate_interest',
+      reason: 'opt_out_channel',
+      evidenceEventId: null,
+      expiresAt: null,
+    });
+    expect(decideAt(facts(), '2026-08-11T00:00:00.000Z')).toEqual({
+      allowed: false,
+      basis: 'legitimate_interest',
+      reason: 'phone_consent_required',
+      evidenceEventId: null,
+      expiresAt: null,
+    });
     expect(decideAt(facts(), '2026-08-11T00:00:00.001Z').reason).toBe('phone_consent_required');
     expect(decideAt(facts(), '2030-01-01T00:00:00.000Z').reason).toBe('phone_consent_required');
     expect(decideAt(facts(), '2020-01-01T00:00:00.000Z').reason).toBe('opt_out_channel');
@@ -320,10 +351,19 @@ describe('decideFromFacts: the phone switch date (RULES 13, Loi 2025-594)', () =
   it('still allows, from the switch, a professional and a customer with a purchase in the last year', () => {
     const when = '2026-08-11T00:00:00.000Z';
     expect(decideAt(facts({ kind: 'professional' }), when).reason).toBe('opt_out_channel');
-    expect(decideAt(facts({ lifecycle: 'customer', last_purchase_at: '2026-08-01T00:00:00.000Z' }), when)).toMatchObject({ allowed: true, reason: 'opt_out_channel' });
+    expect(decideAt(facts({ lifecycle: 'customer', last_purchase_at: '2026-08-01T00:00:00.000Z' }), when)).toMatchObject({
+      allowed: true,
+      reason: 'opt_out_channel',
+    });
     // Exactly 365 days after the purchase the contact is still a customer, one millisecond later a former one.
-    expect(decideAt(facts({ last_purchase_at: '2025-08-11T00:00:00.000Z' }), when)).toMatchObject({ allowed: true, reason: 'opt_out_channel' });
-    expect(decideAt(facts({ last_purchase_at: '2025-08-10T23:59:59.999Z' }), when)).toMatchObject({ allowed: false, reason: 'phone_consent_required' });
+    expect(decideAt(facts({ last_purchase_at: '2025-08-11T00:00:00.000Z' }), when)).toMatchObject({
+      allowed: true,
+      reason: 'opt_out_channel',
+    });
+    expect(decideAt(facts({ last_purchase_at: '2025-08-10T23:59:59.999Z' }), when)).toMatchObject({
+      allowed: false,
+      reason: 'phone_consent_required',
+    });
     // "customer" without a purchase is an account, not a sale.
     expect(decideAt(facts({ lifecycle: 'customer' }), when)).toMatchObject({ allowed: false, reason: 'phone_consent_required' });
   });
@@ -331,15 +371,35 @@ describe('decideFromFacts: the phone switch date (RULES 13, Loi 2025-594)', () =
   it('allows with a valid consent on either side of the switch, and an objection stops both sides', () => {
     const granted = facts({ status: 'granted', confirmed: 0, last_event_id: 'EV1' });
     for (const when of ['2026-08-10T23:59:59.999Z', '2026-08-11T00:00:00.000Z']) {
-      expect(decideAt(granted, when)).toEqual({ allowed: true, basis: 'consent', reason: 'consent', evidenceEventId: 'EV1', expiresAt: null });
+      expect(decideAt(granted, when)).toEqual({
+        allowed: true,
+        basis: 'consent',
+        reason: 'consent',
+        evidenceEventId: 'EV1',
+        expiresAt: null,
+      });
       for (const status of ['withdrawn', 'refused', 'objected']) {
-        expect(decideAt(facts({ status, last_event_id: 'EV2' }), when)).toEqual({ allowed: false, basis: 'legitimate_interest', reason: 'objected', evidenceEventId: 'EV2', expiresAt: null });
+        expect(decideAt(facts({ status, last_event_id: 'EV2' }), when)).toEqual({
+          allowed: false,
+          basis: 'legitimate_interest',
+          reason: 'objected',
+          evidenceEventId: 'EV2',
+          expiresAt: null,
+        });
       }
     }
     // An expired consent no longer carries the call after the switch.
     const expired = facts({ status: 'granted', expires_at: '2026-08-11T00:00:00.000Z', last_event_id: 'EV3' });
-    expect(decideAt(expired, '2026-08-10T23:59:59.999Z')).toMatchObject({ allowed: true, basis: 'consent', expiresAt: '2026-08-11T00:00:00.000Z' });
-    expect(decideAt(expired, '2026-08-11T00:00:00.000Z')).toMatchObject({ allowed: false, reason: 'phone_consent_required', evidenceEventId: 'EV3' });
+    expect(decideAt(expired, '2026-08-10T23:59:59.999Z')).toMatchObject({
+      allowed: true,
+      basis: 'consent',
+      expiresAt: '2026-08-11T00:00:00.000Z',
+    });
+    expect(decideAt(expired, '2026-08-11T00:00:00.000Z')).toMatchObject({
+      allowed: false,
+      reason: 'phone_consent_required',
+      evidenceEventId: 'EV3',
+    });
   });
 
   it('puts erasure, suppression and a missing number before the date rule', () => {

@@ -9,9 +9,9 @@ import { buildContact } from '../../../test/helpers/factories.ts';
 import type { RequestContext } from '../../platform/context.ts';
 import { DomainError } from '../../platform/errors.ts';
 import { runDueJobs } from '../scheduler/index.ts';
-import { type ConsentInput, rebuildState, recordConsents, verifyLedger } from './index.ts';
 import { type StoredEvent, verifyChain } from './consents.ledger.ts';
 import { foldEvent, type State } from './consents.state.ts';
+import { type ConsentInput, rebuildState, recordConsents, verifyLedger } from './index.ts';
 
 const DAY = 86_400_000;
 const MINUTE = 60_000;
@@ -30,11 +30,7 @@ const channels = ['email', 'sms'] as const;
 type ChannelKey = (typeof channels)[number];
 
 type Verb = 'grant' | 'confirm' | 'renew' | 'refuse' | 'withdraw' | 'object';
-type When =
-  | { kind: 'now' }
-  | { kind: 'back'; ms: number }
-  | { kind: 'since'; deltaMs: number }
-  | { kind: 'ahead'; ms: number };
+type When = { kind: 'now' } | { kind: 'back'; ms: number } | { kind: 'since'; deltaMs: number } | { kind: 'ahead'; ms: number };
 
 interface ItemSpec {
   /** Act on the same purpose and channel as the previous item (grant then confirm, and so on). */
@@ -82,7 +78,14 @@ const advanceArb = fc.oneof(
 );
 
 const stepArb: fc.Arbitrary<Step> = fc.oneof(
-  { weight: 5, arbitrary: fc.record({ kind: fc.constant('record' as const), items: fc.array(itemArb, { minLength: 1, maxLength: 3 }), advanceMs: advanceArb }) },
+  {
+    weight: 5,
+    arbitrary: fc.record({
+      kind: fc.constant('record' as const),
+      items: fc.array(itemArb, { minLength: 1, maxLength: 3 }),
+      advanceMs: advanceArb,
+    }),
+  },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('schedule' as const), advanceMs: advanceArb }) },
 );
 
@@ -183,7 +186,10 @@ type Pair = { purpose: PurposeKey; channel: ChannelKey };
  */
 function resolvePair(spec: ItemSpec, draft: Map<string, ModelState>, lastPair: Pair | undefined): Pair {
   if (spec.verb === 'confirm') {
-    const pending = [...draft.entries()].filter(([, s]) => s.status === 'pending').map(([key]) => key).sort();
+    const pending = [...draft.entries()]
+      .filter(([, s]) => s.status === 'pending')
+      .map(([key]) => key)
+      .sort();
     const key = pending[spec.sticky ? 0 : pending.length - 1];
     if (key) {
       const [purpose, channel] = key.split('/') as [PurposeKey, ChannelKey];
@@ -286,7 +292,11 @@ async function runSequence(t: TestApp, steps: Step[]): Promise<void> {
       // setting (7 days), each get an `expired` event at the moment they ran out.
       const pendingDays = t.ctx.config.doubleOptInExpiryDays * 86_400_000;
       const endOf = (s: ModelState) =>
-        s.status === 'granted' ? s.expiresAt : s.status === 'pending' ? new Date(new Date(s.since).getTime() + pendingDays).toISOString() : null;
+        s.status === 'granted'
+          ? s.expiresAt
+          : s.status === 'pending'
+            ? new Date(new Date(s.since).getTime() + pendingDays).toISOString()
+            : null;
       const due = [...model.entries()].filter(([, s]) => {
         const end = endOf(s);
         return end !== null && end <= now.toISOString();
@@ -299,7 +309,15 @@ async function runSequence(t: TestApp, steps: Step[]): Promise<void> {
         const [, s] = due.find(([k]) => k === key) as [string, ModelState];
         expect(e.action).toBe('expired');
         expect(e.occurred_at).toBe(endOf(s));
-        const expected = expectedAfter(model.get(key), e.purpose_key as PurposeKey, e.channel_key as ChannelKey, 'expire', 'system', e.occurred_at, e.id);
+        const expected = expectedAfter(
+          model.get(key),
+          e.purpose_key as PurposeKey,
+          e.channel_key as ChannelKey,
+          'expire',
+          'system',
+          e.occurred_at,
+          e.id,
+        );
         expect(expected.late).toBe(false);
         expect(e.status).toBe('expired');
         model.set(key, expected.next as ModelState);
@@ -331,7 +349,15 @@ async function runSequence(t: TestApp, steps: Step[]): Promise<void> {
         ...(item.ip ? { evidence: { ip: '203.0.113.7', userAgent: 'prop-test' } } : {}),
         ...(occurredAt ? { occurredAt } : {}),
       });
-      const expected = expectedAfter(prev, item.purpose, item.channel, item.verb, item.source ?? 'api', effectiveTime(occurredAt, now), `draft-${inputs.length}`);
+      const expected = expectedAfter(
+        prev,
+        item.purpose,
+        item.channel,
+        item.verb,
+        item.source ?? 'api',
+        effectiveTime(occurredAt, now),
+        `draft-${inputs.length}`,
+      );
       if (expected.next) draft.set(key, expected.next);
     }
 
@@ -354,7 +380,10 @@ async function runSequence(t: TestApp, steps: Step[]): Promise<void> {
       const expected = expectedAfter(model.get(key), item.purpose, item.channel, item.verb, item.source ?? 'api', occurredAt, event.id);
       expect(created).toBe(true);
       expect(event.occurredAt).toBe(occurredAt);
-      expect({ status: event.status, expiresAt: event.expiresAt }).toEqual({ status: expected.eventStatus, expiresAt: expected.eventExpiresAt });
+      expect({ status: event.status, expiresAt: event.expiresAt }).toEqual({
+        status: expected.eventStatus,
+        expiresAt: expected.eventExpiresAt,
+      });
       if (expected.next) model.set(key, expected.next);
     }
     events += results.length;
@@ -363,15 +392,28 @@ async function runSequence(t: TestApp, steps: Step[]): Promise<void> {
   // The contact's ledger holds exactly the events the model counted, in one verifying chain.
   const ledger = await eventsOf(t, contactId);
   expect(ledger).toHaveLength(events);
-  const head = await t.ctx.db.kysely.selectFrom('chain_heads').select(['seq', 'hash']).where('contact_id', '=', contactId).executeTakeFirst();
+  const head = await t.ctx.db.kysely
+    .selectFrom('chain_heads')
+    .select(['seq', 'hash'])
+    .where('contact_id', '=', contactId)
+    .executeTakeFirst();
   if (events > 0) {
-    expect(verifyChain(t.ctx.secret, contactId, ledger as StoredEvent[], head ? { seq: Number(head.seq), hash: head.hash } : undefined)).toBeUndefined();
+    expect(
+      verifyChain(t.ctx.secret, contactId, ledger as StoredEvent[], head ? { seq: Number(head.seq), hash: head.hash } : undefined),
+    ).toBeUndefined();
   }
 
   // (b) the model agrees with the stored state of this contact.
   const stored = await storedStates(t, contactId);
   const modelled = [...model.entries()]
-    .map(([key, s]) => ({ key: `${contactId}/${key}`, status: s.status, since: s.since, expiresAt: s.expiresAt, confirmed: s.confirmed, lastEventId: s.lastEventId }))
+    .map(([key, s]) => ({
+      key: `${contactId}/${key}`,
+      status: s.status,
+      since: s.since,
+      expiresAt: s.expiresAt,
+      confirmed: s.confirmed,
+      lastEventId: s.lastEventId,
+    }))
     .sort(byKey);
   expect(stored.map(({ purposeVersion: _v, ...s }) => s)).toEqual(modelled);
 

@@ -8,9 +8,7 @@ async function inChunks<T>(rows: T[], write: (chunk: T[]) => Promise<unknown>): 
 }
 
 export const findEventsByIdempotencyKeys = (db: Executor, keys: string[]) =>
-  keys.length === 0
-    ? Promise.resolve([])
-    : db.selectFrom('consent_events').selectAll().where('idempotency_key', 'in', keys).execute();
+  keys.length === 0 ? Promise.resolve([]) : db.selectFrom('consent_events').selectAll().where('idempotency_key', 'in', keys).execute();
 
 /** Locks the chain heads of these contacts (PostgreSQL), in a fixed order to avoid deadlocks. */
 export function lockChainHeads(db: Executor, contactIds: string[], dialect: 'sqlite' | 'postgres') {
@@ -52,9 +50,7 @@ export const upsertHeadRows = (db: Executor, rows: ChainHeadsTable[]) =>
     db
       .insertInto('chain_heads')
       .values(chunk)
-      .onConflict((oc) =>
-        oc.column('contact_id').doUpdateSet((eb) => ({ seq: eb.ref('excluded.seq'), hash: eb.ref('excluded.hash') })),
-      )
+      .onConflict((oc) => oc.column('contact_id').doUpdateSet((eb) => ({ seq: eb.ref('excluded.seq'), hash: eb.ref('excluded.hash') })))
       .execute(),
   );
 
@@ -75,16 +71,17 @@ export const pageHeads = (db: Executor, after: string, limit: number) =>
   db.selectFrom('chain_heads').selectAll().where('contact_id', '>', after).orderBy('contact_id').limit(limit).execute();
 
 export const eventsOfContacts = (db: Executor, contactIds: string[]) =>
-  db
-    .selectFrom('consent_events')
-    .selectAll()
-    .where('contact_id', 'in', contactIds)
-    .orderBy('contact_id')
-    .orderBy('seq')
-    .execute();
+  db.selectFrom('consent_events').selectAll().where('contact_id', 'in', contactIds).orderBy('contact_id').orderBy('seq').execute();
 
 export const countEvents = async (db: Executor) =>
-  Number((await db.selectFrom('consent_events').select((eb) => eb.fn.countAll().as('n')).executeTakeFirstOrThrow()).n);
+  Number(
+    (
+      await db
+        .selectFrom('consent_events')
+        .select((eb) => eb.fn.countAll().as('n'))
+        .executeTakeFirstOrThrow()
+    ).n,
+  );
 
 export const findOrphanEvent = (db: Executor) =>
   db

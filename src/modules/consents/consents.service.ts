@@ -7,16 +7,10 @@ import type { AppContext, RequestContext } from '../../platform/context.ts';
 import { canonicalJson, sha256Hex } from '../../platform/crypto.ts';
 import { DomainError, type FieldError } from '../../platform/errors.ts';
 import { type Channel, listChannels, requireChannel } from '../channels/index.ts';
-import {
-  type ContactsTable,
-  contactForEmail,
-  findContactRows,
-  getContactRow,
-  touchInteractionRows,
-} from '../contacts/index.ts';
+import { type ContactsTable, contactForEmail, findContactRows, getContactRow, touchInteractionRows } from '../contacts/index.ts';
 import { findPurposeVersions, listPurposes, type Purpose, type PurposeVersion, requirePurpose, wordingText } from '../purposes/index.ts';
 import { liftSuppressions } from '../suppressions/index.ts';
-import { type ChainBreak, type Evidence, evidenceHash, eventHash, verifyChain } from './consents.ledger.ts';
+import { type ChainBreak, type Evidence, eventHash, evidenceHash, verifyChain } from './consents.ledger.ts';
 import {
   findEventsByIdempotencyKeys,
   findHead,
@@ -153,8 +147,7 @@ interface Prepared {
 
 async function prepare(ctx: AppContext, input: ConsentInput, path: string, internal: boolean): Promise<Prepared> {
   const errors: FieldError[] = [];
-  const action: Action | undefined =
-    input.action in actionsByVerb ? actionsByVerb[input.action as Verb] : (input.action as Action);
+  const action: Action | undefined = input.action in actionsByVerb ? actionsByVerb[input.action as Verb] : (input.action as Action);
   const allowed = new Set<string>(Object.values(actionsByVerb));
   if (internal) {
     allowed.add('expired');
@@ -171,7 +164,9 @@ async function prepare(ctx: AppContext, input: ConsentInput, path: string, inter
     const now = ctx.clock.now();
     if (!at) errors.push({ path: `${path}/occurredAt`, message: 'must be an ISO-8601 date-time' });
     else if (at.getTime() > now.getTime() + FUTURE_SKEW_MS) {
-      throw new DomainError('occurred_in_future', 'occurredAt is in the future', [{ path: `${path}/occurredAt`, message: 'is in the future' }]);
+      throw new DomainError('occurred_in_future', 'occurredAt is in the future', [
+        { path: `${path}/occurredAt`, message: 'is in the future' },
+      ]);
     } else {
       // A time within the tolerated skew ahead of our clock is taken as now: kept ahead, it would
       // make the person's next action (a withdrawal a minute later) look late, and so ignored.
@@ -185,12 +180,16 @@ async function prepare(ctx: AppContext, input: ConsentInput, path: string, inter
   try {
     purpose = await requirePurpose(ctx, input.purpose);
   } catch {
-    throw new DomainError('unknown_purpose', `There is no purpose "${input.purpose}"`, [{ path: `${path}/purpose`, message: 'unknown purpose' }]);
+    throw new DomainError('unknown_purpose', `There is no purpose "${input.purpose}"`, [
+      { path: `${path}/purpose`, message: 'unknown purpose' },
+    ]);
   }
   try {
     channel = await requireChannel(ctx, input.channel);
   } catch {
-    throw new DomainError('unknown_channel', `There is no channel "${input.channel}"`, [{ path: `${path}/channel`, message: 'unknown channel' }]);
+    throw new DomainError('unknown_channel', `There is no channel "${input.channel}"`, [
+      { path: `${path}/channel`, message: 'unknown channel' },
+    ]);
   }
   if (!internal && !purpose.channels.includes(channel.key)) {
     throw new DomainError('channel_not_in_purpose', `Purpose "${purpose.key}" does not use channel "${channel.key}"`, [
@@ -250,7 +249,15 @@ export async function recordConsents(
     if (todo.length > 0) {
       await appendEvents(ctx, trx, req, todo, results, options.onlyChanges ?? false);
       const created = todo.flatMap(({ index }) => (results[index] ? [results[index].event] : []));
-      const summary = created.map((e) => ({ id: e.id, contactId: e.contactId, purpose: e.purpose, channel: e.channel, action: e.action, status: e.status, sourceType: e.source.type }));
+      const summary = created.map((e) => ({
+        id: e.id,
+        contactId: e.contactId,
+        purpose: e.purpose,
+        channel: e.channel,
+        action: e.action,
+        status: e.status,
+        sourceType: e.source.type,
+      }));
       for (const hook of ctx.consentHooks) {
         const then = await hook(trx, summary);
         if (then) afterCommit.push(then);
@@ -304,7 +311,10 @@ async function appendEvents(
     let contact: ContactsTable | undefined;
     if (p.input.contactId) {
       contact = contacts.get(p.input.contactId);
-      if (!contact) throw new DomainError('contact_not_found', `There is no contact "${p.input.contactId}"`, [{ path: `${p.path}/contactId`, message: 'unknown contact' }]);
+      if (!contact)
+        throw new DomainError('contact_not_found', `There is no contact "${p.input.contactId}"`, [
+          { path: `${p.path}/contactId`, message: 'unknown contact' },
+        ]);
     } else {
       contact = await contactForEmail(ctx, trx, p.input.email as string);
       contacts.set(contact.id, contact);
@@ -448,9 +458,7 @@ export async function recordConsent(
 /** Current state for every purpose and channel (status "none" where nothing was recorded). */
 export async function consentStates(ctx: AppContext, contactId: string): Promise<ConsentState[]> {
   await getContactRow(ctx, contactId);
-  const rows = new Map(
-    (await listStatesOfContact(ctx.db.kysely, contactId)).map((s) => [`${s.purpose_key}\u0000${s.channel_key}`, s]),
-  );
+  const rows = new Map((await listStatesOfContact(ctx.db.kysely, contactId)).map((s) => [`${s.purpose_key}\u0000${s.channel_key}`, s]));
   const channels = new Set((await listChannels(ctx)).map((c) => c.key));
   const out: ConsentState[] = [];
   for (const purpose of await listPurposes(ctx)) {
@@ -461,7 +469,17 @@ export async function consentStates(ctx: AppContext, contactId: string): Promise
       out.push(
         s
           ? stateOut(s)
-          : { purpose: purpose.key, channel, status: 'none', since: null, expiresAt: null, confirmed: false, purposeVersion: null, lastEventId: null, proofGrade: null },
+          : {
+              purpose: purpose.key,
+              channel,
+              status: 'none',
+              since: null,
+              expiresAt: null,
+              confirmed: false,
+              purposeVersion: null,
+              lastEventId: null,
+              proofGrade: null,
+            },
       );
     }
   }
@@ -502,7 +520,9 @@ export async function proofBundle(ctx: AppContext, contactId: string): Promise<P
   const rows = await listEventsOfContact(ctx.db.kysely, contactId);
   const head = await findHead(ctx.db.kysely, contactId);
   const broken = verifyChain(ctx.secret, contactId, rows, head);
-  const pairs = [...new Map(rows.map((r) => [`${r.purpose_key}@${r.purpose_version}`, { purpose: r.purpose_key, version: r.purpose_version }])).values()];
+  const pairs = [
+    ...new Map(rows.map((r) => [`${r.purpose_key}@${r.purpose_version}`, { purpose: r.purpose_key, version: r.purpose_version }])).values(),
+  ];
   return {
     contactId,
     erased: contact.erased_at !== null,
@@ -512,4 +532,3 @@ export async function proofBundle(ctx: AppContext, contactId: string): Promise<P
     chain: { ok: !broken, events: rows.length, head: head?.hash ?? '', ...(broken ? { firstBroken: broken } : {}) },
   };
 }
-

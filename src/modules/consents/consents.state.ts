@@ -42,9 +42,7 @@ export const personSources: ReadonlySet<string> = new Set([
 
 /** An explicit, affirmative act by the person: may lift an unsubscribe or erasure suppression. */
 export const isExplicitPersonGrant = (action: Action, source: string) =>
-  (action === 'granted' || action === 'confirmed' || action === 'renewed') &&
-  personSources.has(source) &&
-  source !== 'unsubscribe';
+  (action === 'granted' || action === 'confirmed' || action === 'renewed') && personSources.has(source) && source !== 'unsubscribe';
 
 export interface State {
   status: Status;

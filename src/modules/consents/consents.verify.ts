@@ -28,7 +28,10 @@ export async function verifyLedger(ctx: AppContext, onProgress?: Progress): Prom
   for (;;) {
     const heads = await pageHeads(db, after, PAGE);
     if (heads.length === 0) break;
-    const rows = (await eventsOfContacts(db, heads.map((h) => h.contact_id))) as StoredEvent[];
+    const rows = (await eventsOfContacts(
+      db,
+      heads.map((h) => h.contact_id),
+    )) as StoredEvent[];
     const byContact = new Map<string, StoredEvent[]>();
     for (const r of rows) {
       const list = byContact.get(r.contact_id);
@@ -139,7 +142,13 @@ export async function takeCheckpoint(ctx: AppContext): Promise<Checkpoint | unde
       .execute();
     if (moved.length === 0) return undefined;
     const prev = last?.digest ?? '0'.repeat(64);
-    const checkpoint = { id: ctx.newId(), created_at: iso(ctx.clock.now()), prev_digest: prev, digest: digestOf(prev, moved), heads: moved.length };
+    const checkpoint = {
+      id: ctx.newId(),
+      created_at: iso(ctx.clock.now()),
+      prev_digest: prev,
+      digest: digestOf(prev, moved),
+      heads: moved.length,
+    };
     await trx.insertInto('ledger_checkpoints').values(checkpoint).execute();
     for (let i = 0; i < moved.length; i += 500) {
       await trx
@@ -159,16 +168,23 @@ export async function rebuildState(ctx: AppContext, onProgress?: Progress): Prom
   let states = 0;
   await db.transaction().execute(async (trx) => {
     const grades = new Map(
-      (await trx.selectFrom('consent_states').select(['contact_id', 'purpose_key', 'channel_key', 'proof_grade']).where('proof_grade', 'is not', null).execute()).map(
-        (g) => [`${g.contact_id}\u0000${g.purpose_key}\u0000${g.channel_key}`, g.proof_grade],
-      ),
+      (
+        await trx
+          .selectFrom('consent_states')
+          .select(['contact_id', 'purpose_key', 'channel_key', 'proof_grade'])
+          .where('proof_grade', 'is not', null)
+          .execute()
+      ).map((g) => [`${g.contact_id}\u0000${g.purpose_key}\u0000${g.channel_key}`, g.proof_grade]),
     );
     await trx.deleteFrom('consent_states').execute();
     let after = '';
     for (;;) {
       const heads = await pageHeads(trx, after, PAGE);
       if (heads.length === 0) break;
-      const rows = await eventsOfContacts(trx, heads.map((h) => h.contact_id));
+      const rows = await eventsOfContacts(
+        trx,
+        heads.map((h) => h.contact_id),
+      );
       const folded = new Map<string, { contact: string; purpose: string; channel: string; state: State }>();
       for (const r of rows) {
         const key = `${r.contact_id}\u0000${r.purpose_key}\u0000${r.channel_key}`;
@@ -198,7 +214,11 @@ export async function rebuildState(ctx: AppContext, onProgress?: Progress): Prom
         proof_grade: grades.get(key) ?? null,
         updated_at: now,
       }));
-      for (let i = 0; i < values.length; i += 400) await trx.insertInto('consent_states').values(values.slice(i, i + 400)).execute();
+      for (let i = 0; i < values.length; i += 400)
+        await trx
+          .insertInto('consent_states')
+          .values(values.slice(i, i + 400))
+          .execute();
       contacts += heads.length;
       states += values.length;
       after = (heads.at(-1) as { contact_id: string }).contact_id;
@@ -241,17 +261,20 @@ async function expireAll(ctx: AppContext, ref: string, selectDue: () => Promise<
 
 /** Records `expired` for every granted consent whose validity ended by `at`. */
 export const expireConsents = (ctx: AppContext, at: Date): Promise<number> =>
-  expireAll(ctx, 'expiry', () =>
-    ctx.db.kysely
-      .selectFrom('consent_states as s')
-      .innerJoin('contacts as c', 'c.id', 's.contact_id')
-      .select(['s.contact_id', 's.purpose_key', 's.channel_key', 's.expires_at as ended_at'])
-      .where('s.status', '=', 'granted')
-      .where('s.expires_at', '<=', iso(at))
-      .where('c.erased_at', 'is', null)
-      .orderBy('s.expires_at')
-      .limit(PAGE)
-      .execute() as Promise<Due[]>,
+  expireAll(
+    ctx,
+    'expiry',
+    () =>
+      ctx.db.kysely
+        .selectFrom('consent_states as s')
+        .innerJoin('contacts as c', 'c.id', 's.contact_id')
+        .select(['s.contact_id', 's.purpose_key', 's.channel_key', 's.expires_at as ended_at'])
+        .where('s.status', '=', 'granted')
+        .where('s.expires_at', '<=', iso(at))
+        .where('c.erased_at', 'is', null)
+        .orderBy('s.expires_at')
+        .limit(PAGE)
+        .execute() as Promise<Due[]>,
   );
 
 /** Records `expired` for double opt-in requests still pending `days` after they were made. */

@@ -1,8 +1,7 @@
 import type { Executor } from '../../database.ts';
 import type { ContactsTable, FieldsTable } from './contacts.table.ts';
 
-export const findContactRow = (db: Executor, id: string) =>
-  db.selectFrom('contacts').selectAll().where('id', '=', id).executeTakeFirst();
+export const findContactRow = (db: Executor, id: string) => db.selectFrom('contacts').selectAll().where('id', '=', id).executeTakeFirst();
 
 export const findContactRows = (db: Executor, ids: string[]) =>
   ids.length === 0 ? Promise.resolve([]) : db.selectFrom('contacts').selectAll().where('id', 'in', ids).execute();
@@ -53,4 +52,8 @@ export const touchInteractionRows = (db: Executor, ids: string[], at: string) =>
 export const listFieldsQuery = (db: Executor) => db.selectFrom('fields').selectAll().orderBy('key').compile();
 
 export const insertFieldRow = (db: Executor, row: FieldsTable) =>
-  db.insertInto('fields').values(row).onConflict((oc) => oc.column('key').doNothing()).executeTakeFirst();
+  db
+    .insertInto('fields')
+    .values(row)
+    .onConflict((oc) => oc.column('key').doNothing())
+    .executeTakeFirst();

@@ -2,14 +2,7 @@ import { Type } from 'typebox';
 import type { AppContext } from '../../platform/context.ts';
 import { DomainError } from '../../platform/errors.ts';
 import { type App, ListOf, problems } from '../../platform/http.ts';
-import {
-  ContactQuery,
-  ContactSchema,
-  CreateContactBody,
-  CreateFieldBody,
-  FieldSchema,
-  UpdateContactBody,
-} from './contacts.schema.ts';
+import { ContactQuery, ContactSchema, CreateContactBody, CreateFieldBody, FieldSchema, UpdateContactBody } from './contacts.schema.ts';
 import {
   createContact,
   declareField,

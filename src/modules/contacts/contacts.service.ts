@@ -127,11 +127,7 @@ export async function declareField(ctx: AppContext, input: Omit<Field, 'createdA
 const reservedFieldKeys = new Set(['email', 'phone', 'firstName', 'lastName', 'locale', 'kind', 'lifecycle', 'source', 'id']);
 export const isReservedFieldKey = (key: string) => reservedFieldKeys.has(key);
 
-async function checkAttributes(
-  ctx: AppContext,
-  attributes: Record<string, AttributeValue | null>,
-  errors: FieldError[],
-): Promise<void> {
+async function checkAttributes(ctx: AppContext, attributes: Record<string, AttributeValue | null>, errors: FieldError[]): Promise<void> {
   const fields = new Map((await listFields(ctx)).map((f) => [f.key, f]));
   for (const [key, value] of Object.entries(attributes)) {
     const field = fields.get(key);
@@ -158,8 +154,7 @@ interface NormalizedInput {
 async function normalizeInput(ctx: AppContext, input: ContactInput): Promise<NormalizedInput> {
   const errors: FieldError[] = [];
   const out: NormalizedInput = {};
-  let code: 'invalid_email' | 'invalid_phone' | 'undeclared_attribute' | 'invalid_attribute' | 'validation_failed' =
-    'validation_failed';
+  let code: 'invalid_email' | 'invalid_phone' | 'undeclared_attribute' | 'invalid_attribute' | 'validation_failed' = 'validation_failed';
   if (input.email !== undefined && input.email !== null) {
     const email = normalizeEmail(input.email);
     if (!email) {
@@ -183,22 +178,14 @@ async function normalizeInput(ctx: AppContext, input: ContactInput): Promise<Nor
     const before = errors.length;
     await checkAttributes(ctx, input.attributes, errors);
     if (errors.length > before && code === 'validation_failed') {
-      code = errors.slice(before).some((e) => e.message.includes('not a declared field'))
-        ? 'undeclared_attribute'
-        : 'invalid_attribute';
+      code = errors.slice(before).some((e) => e.message.includes('not a declared field')) ? 'undeclared_attribute' : 'invalid_attribute';
     }
   }
   if (errors.length > 0) throw new DomainError(code, errors.map((e) => `${e.path} ${e.message}`).join('; '), errors);
   return out;
 }
 
-export function newContactRow(
-  ctx: AppContext,
-  id: string,
-  input: ContactInput,
-  normalized: NormalizedInput,
-  now: string,
-): ContactsTable {
+export function newContactRow(ctx: AppContext, id: string, input: ContactInput, normalized: NormalizedInput, now: string): ContactsTable {
   const email = normalized.email ?? null;
   const phone = normalized.phone ?? null;
   const attributes = Object.fromEntries(Object.entries(input.attributes ?? {}).filter(([, v]) => v !== null));
@@ -243,9 +230,10 @@ export async function createContact(ctx: AppContext, _req: RequestContext, input
         ...(row.email ? { email: row.email } : {}),
         ...(row.phone ? { phone: row.phone } : {}),
       });
-      if (existing) throw new DomainError('contact_exists', 'A contact with this email or phone exists', [
-        { path: existing.email === row.email ? '/email' : '/phone', message: 'already used by another contact' },
-      ]);
+      if (existing)
+        throw new DomainError('contact_exists', 'A contact with this email or phone exists', [
+          { path: existing.email === row.email ? '/email' : '/phone', message: 'already used by another contact' },
+        ]);
       await insertContactRows(trx, [row]);
     });
   } catch (error) {
@@ -258,7 +246,8 @@ export async function createContact(ctx: AppContext, _req: RequestContext, input
 /** Finds or creates the contact for an email inside a transaction (consents recorded by email). */
 export async function contactForEmail(ctx: AppContext, trx: Executor, rawEmail: string): Promise<ContactsTable> {
   const email = normalizeEmail(rawEmail);
-  if (!email) throw new DomainError('invalid_email', 'is not a valid email address', [{ path: '/email', message: 'is not a valid email address' }]);
+  if (!email)
+    throw new DomainError('invalid_email', 'is not a valid email address', [{ path: '/email', message: 'is not a valid email address' }]);
   const existing = await findContactRowByAddress(trx, { email });
   if (existing) return existing;
   const row = newContactRow(ctx, ctx.newId(), { email }, { email }, iso(ctx.clock.now()));
@@ -313,10 +302,16 @@ export async function updateContact(ctx: AppContext, _req: RequestContext, id: s
       const email = normalized.email === undefined ? row.email : normalized.email;
       const phone = normalized.phone === undefined ? row.phone : normalized.phone;
       if (!email && !phone) throw new DomainError('contact_address_required', 'A contact keeps an "email" or a "phone"');
-      for (const [field, value] of [['email', normalized.email], ['phone', normalized.phone]] as const) {
+      for (const [field, value] of [
+        ['email', normalized.email],
+        ['phone', normalized.phone],
+      ] as const) {
         if (value && value !== row[field]) {
           const other = await findContactRowByAddress(trx, { [field]: value });
-          if (other && other.id !== id) throw new DomainError('contact_exists', `Another contact has this ${field}`, [{ path: `/${field}`, message: 'already used by another contact' }]);
+          if (other && other.id !== id)
+            throw new DomainError('contact_exists', `Another contact has this ${field}`, [
+              { path: `/${field}`, message: 'already used by another contact' },
+            ]);
         }
       }
       const attributes = { ...JSON.parse(row.attributes), ...(input.attributes ?? {}) };

@@ -9,7 +9,11 @@ export const listFormRows = (db: Executor) => db.selectFrom('forms').selectAll()
 
 /** Inserts a new form; 0 rows when the key is taken. */
 export const insertFormRow = async (db: Executor, row: FormRow): Promise<number> => {
-  const result = await db.insertInto('forms').values(row).onConflict((oc) => oc.column('key').doNothing()).executeTakeFirst();
+  const result = await db
+    .insertInto('forms')
+    .values(row)
+    .onConflict((oc) => oc.column('key').doNothing())
+    .executeTakeFirst();
   return Number(result.numInsertedOrUpdatedRows ?? 0);
 };
 
@@ -26,4 +30,8 @@ export const updateFormRow = async (
 
 /** The exact markup a form showed, stored once per hash. */
 export const insertRenderRow = (db: Executor, row: FormRenderRow) =>
-  db.insertInto('form_renders').values(row).onConflict((oc) => oc.column('hash').doNothing()).execute();
+  db
+    .insertInto('form_renders')
+    .values(row)
+    .onConflict((oc) => oc.column('hash').doNothing())
+    .execute();

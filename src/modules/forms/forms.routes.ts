@@ -3,11 +3,11 @@
 import cors from '@fastify/cors';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
+import { chooseLang, type Lang, words } from '../../pages/i18n.ts';
+import { sendPage } from '../../pages/render.ts';
 import type { AppContext, RequestContext } from '../../platform/context.ts';
 import { DomainError } from '../../platform/errors.ts';
 import { type App, ListOf, problems } from '../../platform/http.ts';
-import { chooseLang, type Lang, words } from '../../pages/i18n.ts';
-import { sendPage } from '../../pages/render.ts';
 import { CreateFormBody, FormKeyParams, FormPageQuery, FormSchema, SubmissionResultSchema, UpdateFormBody } from './forms.schema.ts';
 import {
   allowedRedirect,
@@ -18,8 +18,8 @@ import {
   listForms,
   presentForm,
   requireForm,
-  showForm,
   SubmissionRefused,
+  showForm,
   submitHostedForm,
   submitJsonForm,
   updateForm,
@@ -36,7 +36,12 @@ export function formApiRoutes(app: App, ctx: AppContext): void {
     '/v1/forms',
     {
       config: { scope: 'admin' },
-      schema: { tags: ['forms'], summary: 'Create a form (version 1)', body: CreateFormBody, response: { 201: FormSchema, ...problems(409) } },
+      schema: {
+        tags: ['forms'],
+        summary: 'Create a form (version 1)',
+        body: CreateFormBody,
+        response: { 201: FormSchema, ...problems(409) },
+      },
     },
     async (request, reply) => reply.code(201).send(presentForm(ctx, await createForm(ctx, request.body))),
   );
@@ -85,8 +90,7 @@ const langOf = (request: PublicRequest, form: Form | undefined): Lang =>
 const isEmbed = (request: PublicRequest) => queryOf(request).embed === '1';
 
 /** Embedded pages (the form, its errors, its thanks) may be framed by the form's allowed origins only. */
-const frameAncestors = (request: PublicRequest, form: Form | undefined) =>
-  isEmbed(request) && form ? form.allowedOrigins : undefined;
+const frameAncestors = (request: PublicRequest, form: Form | undefined) => (isEmbed(request) && form ? form.allowedOrigins : undefined);
 
 /** The script a site includes: it puts the embedded form in an iframe right after its own tag. */
 function embedScript(ctx: AppContext, form: Form): string {
@@ -189,7 +193,10 @@ export async function formPageRoutes(app: App, ctx: AppContext): Promise<void> {
           const lang = langOf(request, form);
           const common = { lang, ip: request.ip, userAgent: header(request, 'user-agent'), referer: header(request, 'referer') };
           if (isJson(request)) {
-            const result = await submitJsonForm(ctx, personRequest(request), form, request.body, { ...common, origin: header(request, 'origin') });
+            const result = await submitJsonForm(ctx, personRequest(request), form, request.body, {
+              ...common,
+              origin: header(request, 'origin'),
+            });
             return reply.code(201).send(result);
           }
           const embed = isEmbed(request);
@@ -201,7 +208,12 @@ export async function formPageRoutes(app: App, ctx: AppContext): Promise<void> {
             ctx,
             reply,
             'message',
-            { titleKey: 'form_thanks_title', textKey: 'form_thanks_text', extraKey: result.pending.length > 0 ? 'form_thanks_doi' : null, embed },
+            {
+              titleKey: 'form_thanks_title',
+              textKey: 'form_thanks_text',
+              extraKey: result.pending.length > 0 ? 'form_thanks_doi' : null,
+              embed,
+            },
             { lang, ...(embed ? { frameAncestors: form.allowedOrigins } : {}) },
           );
         },
@@ -242,9 +254,15 @@ async function sendFormError(ctx: AppContext, request: PublicRequest, reply: Fas
   const pageStatus = error instanceof SubmissionRefused ? 400 : status;
   const back = form ? `/f/${encodeURIComponent(form.key)}?lang=${lang}${isEmbed(request) ? '&embed=1' : ''}` : null;
   const ancestors = frameAncestors(request, form);
-  return sendPage(ctx, reply, 'form-error', { ...view, back, embed: isEmbed(request) }, {
-    lang,
-    status: pageStatus,
-    ...(ancestors ? { frameAncestors: ancestors } : {}),
-  });
+  return sendPage(
+    ctx,
+    reply,
+    'form-error',
+    { ...view, back, embed: isEmbed(request) },
+    {
+      lang,
+      status: pageStatus,
+      ...(ancestors ? { frameAncestors: ancestors } : {}),
+    },
+  );
 }

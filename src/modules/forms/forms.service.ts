@@ -3,14 +3,17 @@
 // one transaction.
 import { createHmac } from 'node:crypto';
 import type { Executor } from '../../database.ts';
+import type { Lang } from '../../pages/i18n.ts';
+import { renderPage } from '../../pages/render.ts';
 import { addressKindFor, normalizeEmail, normalizePhone } from '../../platform/addresses.ts';
 import { iso } from '../../platform/clock.ts';
 import { type AppContext, cached, invalidate, type RequestContext } from '../../platform/context.ts';
 import { safeEqual, sha256Hex } from '../../platform/crypto.ts';
 import { DomainError, type FieldError, type ProblemCode } from '../../platform/errors.ts';
-import type { Lang } from '../../pages/i18n.ts';
-import { renderPage } from '../../pages/render.ts';
 import { listChannels } from '../channels/index.ts';
+// Creating a contact inside a transaction that is not the contacts module's own: these two are
+// not (yet) in contacts/index.ts.
+import { recordConsents } from '../consents/index.ts';
 import {
   type ContactsTable,
   findContactRowByAddress,
@@ -19,9 +22,6 @@ import {
   touchInteractionRows,
   updateContactRow,
 } from '../contacts/index.ts';
-// Creating a contact inside a transaction that is not the contacts module's own: these two are
-// not (yet) in contacts/index.ts.
-import { recordConsents } from '../consents/index.ts';
 import { listPurposes } from '../purposes/index.ts';
 import { addressHash } from '../suppressions/index.ts';
 import { type FormRow, findFormRow, insertFormRow, insertRenderRow, listFormRows, updateFormRow } from './forms.repository.ts';
@@ -150,7 +150,11 @@ async function checkDefinition(ctx: AppContext, input: FormInput): Promise<FormD
       const channel = channels.get(key);
       if (!channel) errors.push({ code: 'unknown_channel', path: at, message: `there is no channel "${key}"` });
       else if (!purpose.channels.includes(key)) {
-        errors.push({ code: 'channel_not_in_purpose', path: at, message: `not one of ${purpose.key}'s channels (${purpose.channels.join(', ')})` });
+        errors.push({
+          code: 'channel_not_in_purpose',
+          path: at,
+          message: `not one of ${purpose.key}'s channels (${purpose.channels.join(', ')})`,
+        });
       } else {
         const kind = addressKindFor(channel.kind);
         if (kind && !input.fields.includes(kind)) {
@@ -218,7 +222,9 @@ export async function createForm(ctx: AppContext, input: FormInput & { key: stri
 /** Replaces a form's definition: every call makes a new version. */
 export async function updateForm(ctx: AppContext, key: string, input: FormInput): Promise<Form> {
   if (input.key !== undefined && input.key !== key) {
-    throw new DomainError('validation_failed', 'The key in the body is not the key in the path', [{ path: '/body/key', message: `must be "${key}"` }]);
+    throw new DomainError('validation_failed', 'The key in the body is not the key in the path', [
+      { path: '/body/key', message: `must be "${key}"` },
+    ]);
   }
   const definition = JSON.stringify(await checkDefinition(ctx, input));
   for (let attempt = 0; attempt < 5; attempt += 1) {
@@ -395,7 +401,9 @@ export async function showForm(
     return origin && form.allowedOrigins.includes(origin) ? url : undefined;
   };
   const own = `${ctx.config.publicUrl}${request.path}`;
-  const pageUrl = (request.embed ? (hostPage(request.page) ?? hostPage(request.referer)) : undefined) ?? (own.length <= 2000 ? own : formUrl(ctx, form.key));
+  const pageUrl =
+    (request.embed ? (hostPage(request.page) ?? hostPage(request.referer)) : undefined) ??
+    (own.length <= 2000 ? own : formUrl(ctx, form.key));
   return { markup: shown.markup, htmlHash: shown.hash, csrf: issueCsrf(ctx, form, shown.hash, pageUrl), pageUrl };
 }
 
@@ -423,7 +431,11 @@ export class SubmissionRefused extends DomainError {
   readonly issues: Issue[];
   constructor(issues: Issue[]) {
     const first = issues[0] as Issue;
-    super(first.code, issues.map((i) => `${i.path} ${i.message}`).join('; '), issues.map(({ path, message }) => ({ path, message })));
+    super(
+      first.code,
+      issues.map((i) => `${i.path} ${i.message}`).join('; '),
+      issues.map(({ path, message }) => ({ path, message })),
+    );
     this.issues = issues;
   }
 }
@@ -443,8 +455,7 @@ const unknownField = (name: string): Issue => ({
   message: 'is not a field of this form',
 });
 
-const isRecord = (value: unknown): value is Record<string, unknown> =>
-  typeof value === 'object' && value !== null && !Array.isArray(value);
+const isRecord = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
 
 const HOSTED_CONTROLS = new Set(['csrf', 'htmlHash', 'pageUrl']);
 
@@ -458,7 +469,8 @@ function readHosted(form: Form, body: Record<string, unknown>): RawSubmission {
     } else if (name === 'terms' && form.termsUrl) {
       raw.terms = ([] as unknown[]).concat(value).some((v) => typeof v === 'string' && v !== '');
     } else if ((form.fields as string[]).includes(name)) {
-      if (typeof value !== 'string') raw.issues.push({ code: 'validation_failed', reason: 'invalid', path: `/${name}`, message: 'is given more than once' });
+      if (typeof value !== 'string')
+        raw.issues.push({ code: 'validation_failed', reason: 'invalid', path: `/${name}`, message: 'is given more than once' });
       else raw.values[name as FormField] = value;
     } else raw.issues.push(unknownField(name));
   }
@@ -475,20 +487,32 @@ function readJson(form: Form, body: unknown): RawSubmission {
   for (const [name, value] of Object.entries(body)) {
     if (name === 'consents') {
       if (!Array.isArray(value) || value.length > MAX_CONSENTS || value.some((v) => typeof v !== 'string')) {
-        raw.issues.push({ code: 'validation_failed', reason: 'invalid', path: '/consents', message: `must be an array of at most ${MAX_CONSENTS} "purpose:channel" strings` });
+        raw.issues.push({
+          code: 'validation_failed',
+          reason: 'invalid',
+          path: '/consents',
+          message: `must be an array of at most ${MAX_CONSENTS} "purpose:channel" strings`,
+        });
       } else {
         for (const [i, v] of value.entries()) raw.consents.push({ value: v as string, path: `/consents/${i}` });
       }
     } else if (name === 'terms' && form.termsUrl) {
-      if (typeof value !== 'boolean') raw.issues.push({ code: 'validation_failed', reason: 'invalid', path: '/terms', message: 'must be true or false' });
+      if (typeof value !== 'boolean')
+        raw.issues.push({ code: 'validation_failed', reason: 'invalid', path: '/terms', message: 'must be true or false' });
       else raw.terms = value;
     } else if (name === 'pageUrl') {
       if (typeof value !== 'string' || !httpUrl(value)) {
-        raw.issues.push({ code: 'validation_failed', reason: 'invalid', path: '/pageUrl', message: 'must be an http(s) URL of at most 2000 characters' });
+        raw.issues.push({
+          code: 'validation_failed',
+          reason: 'invalid',
+          path: '/pageUrl',
+          message: 'must be an http(s) URL of at most 2000 characters',
+        });
       } else raw.pageUrl = value;
     } else if ((form.fields as string[]).includes(name)) {
       if (value === null) continue;
-      if (typeof value !== 'string') raw.issues.push({ code: 'validation_failed', reason: 'invalid', path: `/${name}`, message: 'must be a string' });
+      if (typeof value !== 'string')
+        raw.issues.push({ code: 'validation_failed', reason: 'invalid', path: `/${name}`, message: 'must be a string' });
       else raw.values[name as FormField] = value;
     } else raw.issues.push(unknownField(name));
   }
@@ -525,13 +549,21 @@ function checkSubmission(ctx: AppContext, form: Form, choices: Choice[], raw: Ra
     if (phone) {
       const normalized = normalizePhone(phone, ctx.config.defaultRegion);
       if (normalized) out.phone = normalized;
-      else issues.push({ code: 'invalid_phone', reason: 'phone_invalid', path: '/phone', message: `is not a valid phone number (region ${ctx.config.defaultRegion} by default)` });
-    } else if (isRequired(form, 'phone')) issues.push({ code: 'validation_failed', reason: 'phone_missing', path: '/phone', message: 'is required' });
+      else
+        issues.push({
+          code: 'invalid_phone',
+          reason: 'phone_invalid',
+          path: '/phone',
+          message: `is not a valid phone number (region ${ctx.config.defaultRegion} by default)`,
+        });
+    } else if (isRequired(form, 'phone'))
+      issues.push({ code: 'validation_failed', reason: 'phone_missing', path: '/phone', message: 'is required' });
   }
   for (const field of ['firstName', 'lastName'] as const) {
     const value = text(field);
     if (value === undefined) continue;
-    if (value.length > NAME_MAX) issues.push({ code: 'validation_failed', reason: 'too_long', path: `/${field}`, message: `must be at most ${NAME_MAX} characters` });
+    if (value.length > NAME_MAX)
+      issues.push({ code: 'validation_failed', reason: 'too_long', path: `/${field}`, message: `must be at most ${NAME_MAX} characters` });
     else out[field] = value;
   }
   const offered = new Map(choices.map((c) => [c.value, c]));
@@ -539,7 +571,12 @@ function checkSubmission(ctx: AppContext, form: Form, choices: Choice[], raw: Ra
   for (const { value, path } of raw.consents) {
     const choice = offered.get(value);
     if (!choice) {
-      issues.push({ code: 'consent_not_offered', reason: 'unknown_choice', path, message: `"${value.slice(0, 100)}" is not one of this form's boxes` });
+      issues.push({
+        code: 'consent_not_offered',
+        reason: 'unknown_choice',
+        path,
+        message: `"${value.slice(0, 100)}" is not one of this form's boxes`,
+      });
       continue;
     }
     if (ticked.has(value)) continue;
@@ -583,11 +620,15 @@ export async function submitHostedForm(
   const pageUrl = single('pageUrl') ?? '';
   const csrf = checkCsrf(ctx, form.key, single('csrf'), single('htmlHash'), pageUrl);
   if (!csrf.ok) {
-    throw new DomainError('csrf_failed', csrf.reason === 'expired' ? 'The form was shown more than two hours ago' : `The form token is ${csrf.reason}`);
+    throw new DomainError(
+      'csrf_failed',
+      csrf.reason === 'expired' ? 'The form was shown more than two hours ago' : `The form token is ${csrf.reason}`,
+    );
   }
   // The person agrees to what was shown: the same version, and markup that renders the same today
   // (a purpose's wording may have changed since).
-  if (csrf.version !== form.version) throw new DomainError('form_changed', `The form is at version ${form.version} now, it showed ${csrf.version}`);
+  if (csrf.version !== form.version)
+    throw new DomainError('form_changed', `The form is at version ${form.version} now, it showed ${csrf.version}`);
   const shown = await renderMarkup(ctx, form, request.lang, request.embed);
   if (shown.hash !== single('htmlHash')) throw new DomainError('form_changed', 'The form’s wording or language changed since it was shown');
   const submission = checkSubmission(ctx, form, shown.choices, readHosted(form, fields));
@@ -730,5 +771,9 @@ async function resolveContact(ctx: AppContext, trx: Executor, form: Form, submis
     await updateContactRow(trx, found.id, patch);
   }
   await touchInteractionRows(trx, [found.id], now);
-  return { ...found, ...patch, last_interaction_at: found.last_interaction_at && found.last_interaction_at > now ? found.last_interaction_at : now };
+  return {
+    ...found,
+    ...patch,
+    last_interaction_at: found.last_interaction_at && found.last_interaction_at > now ? found.last_interaction_at : now,
+  };
 }

@@ -19,7 +19,8 @@ export async function eraseContact(ctx: AppContext, req: RequestContext, id: str
     for (const channel of channels) {
       const kind = addressKindFor(channel.kind);
       const hash = kind === 'email' ? contact.email_hash : kind === 'phone' ? contact.phone_hash : null;
-      if (hash) entries.push({ channel: channel.key, hash, reason: 'erased' as const, source: `erasure:${req.actor.name ?? req.actor.type}`, at });
+      if (hash)
+        entries.push({ channel: channel.key, hash, reason: 'erased' as const, source: `erasure:${req.actor.name ?? req.actor.type}`, at });
     }
     await addSuppressions(trx, entries);
     for (const event of await listEventsOfContact(trx, id)) {

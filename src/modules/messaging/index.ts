@@ -1,7 +1,7 @@
 export { messagingRoutes } from './messaging.routes.ts';
 export {
-  dispatchDue,
   type DispatchResult,
+  dispatchDue,
   type EmailRequest,
   enqueueEmail,
   eraseMessagesOf,

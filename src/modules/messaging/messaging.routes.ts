@@ -1,5 +1,6 @@
 import { Type } from 'typebox';
 import type { AppContext } from '../../platform/context.ts';
+import { DomainError } from '../../platform/errors.ts';
 import { type App, Key, ListOf, problems } from '../../platform/http.ts';
 import { findContactRow } from '../contacts/index.ts';
 import {
@@ -14,7 +15,6 @@ import {
 } from './messaging.schema.ts';
 import { getOutboxMessage, listOutbox } from './messaging.service.ts';
 import { getTemplate, listTemplates, renderEmail, renderSms, saveTemplate, type TemplateInput } from './templates.service.ts';
-import { DomainError } from '../../platform/errors.ts';
 
 const sampleLinks = (ctx: AppContext) => ({
   confirm: `${ctx.config.publicUrl}/c/preview`,
@@ -31,13 +31,19 @@ export function messagingRoutes(app: App, ctx: AppContext): void {
 
   app.post(
     '/v1/templates',
-    { config: { scope: 'admin' }, schema: { tags: ['templates'], body: CreateTemplateBody, response: { 201: TemplateSchema, ...problems(409) } } },
+    {
+      config: { scope: 'admin' },
+      schema: { tags: ['templates'], body: CreateTemplateBody, response: { 201: TemplateSchema, ...problems(409) } },
+    },
     async (request, reply) => reply.code(201).send((await saveTemplate(ctx, request.body as TemplateInput, { create: true })) as never),
   );
 
   app.get(
     '/v1/templates/:key',
-    { config: { scope: 'read' }, schema: { tags: ['templates'], params: Type.Object({ key: Key }), response: { 200: TemplateSchema, ...problems(404) } } },
+    {
+      config: { scope: 'read' },
+      schema: { tags: ['templates'], params: Type.Object({ key: Key }), response: { 200: TemplateSchema, ...problems(404) } },
+    },
     async (request) => (await getTemplate(ctx, request.params.key)) as never,
   );
 
@@ -45,7 +51,12 @@ export function messagingRoutes(app: App, ctx: AppContext): void {
     '/v1/templates/:key',
     {
       config: { scope: 'admin' },
-      schema: { tags: ['templates'], params: Type.Object({ key: Key }), body: UpdateTemplateBody, response: { 200: TemplateSchema, ...problems(404) } },
+      schema: {
+        tags: ['templates'],
+        params: Type.Object({ key: Key }),
+        body: UpdateTemplateBody,
+        response: { 200: TemplateSchema, ...problems(404) },
+      },
     },
     async (request) => (await saveTemplate(ctx, { key: request.params.key, ...request.body } as TemplateInput, { create: false })) as never,
   );
@@ -54,7 +65,12 @@ export function messagingRoutes(app: App, ctx: AppContext): void {
     '/v1/templates/:key/preview',
     {
       config: { scope: 'read' },
-      schema: { tags: ['templates'], params: Type.Object({ key: Key }), body: PreviewBody, response: { 200: PreviewSchema, ...problems(404) } },
+      schema: {
+        tags: ['templates'],
+        params: Type.Object({ key: Key }),
+        body: PreviewBody,
+        response: { 200: PreviewSchema, ...problems(404) },
+      },
     },
     async (request) => {
       const template = await getTemplate(ctx, request.params.key);
@@ -74,7 +90,10 @@ export function messagingRoutes(app: App, ctx: AppContext): void {
 
   app.get(
     '/v1/outbox',
-    { config: { scope: 'read' }, schema: { tags: ['outbox'], querystring: OutboxQuery, response: { 200: ListOf(MessageSchema), ...problems() } } },
+    {
+      config: { scope: 'read' },
+      schema: { tags: ['outbox'], querystring: OutboxQuery, response: { 200: ListOf(MessageSchema), ...problems() } },
+    },
     async (request) => {
       const { limit, ...rest } = request.query;
       return listOutbox(ctx, { ...rest, ...(limit ? { limit: Math.min(Number(limit), 500) } : {}) });
@@ -85,7 +104,11 @@ export function messagingRoutes(app: App, ctx: AppContext): void {
     '/v1/outbox/:id',
     {
       config: { scope: 'read' },
-      schema: { tags: ['outbox'], params: Type.Object({ id: Type.String({ maxLength: 64 }) }), response: { 200: MessageDetailSchema, ...problems(404) } },
+      schema: {
+        tags: ['outbox'],
+        params: Type.Object({ id: Type.String({ maxLength: 64 }) }),
+        response: { 200: MessageDetailSchema, ...problems(404) },
+      },
     },
     async (request) => getOutboxMessage(ctx, request.params.id),
   );

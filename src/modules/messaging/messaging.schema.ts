@@ -2,7 +2,10 @@ import { Type } from 'typebox';
 import { Key, Nullable } from '../../platform/http.ts';
 
 const Source = Type.String({ minLength: 1, maxLength: 100_000 });
-const EmailVariant = Type.Object({ subject: Type.String({ minLength: 1, maxLength: 500 }), html: Source, text: Source }, { additionalProperties: false });
+const EmailVariant = Type.Object(
+  { subject: Type.String({ minLength: 1, maxLength: 500 }), html: Source, text: Source },
+  { additionalProperties: false },
+);
 const SmsVariant = Type.Object({ body: Type.String({ minLength: 1, maxLength: 1600 }) }, { additionalProperties: false });
 const Variants = Type.Object(
   { fr: Type.Optional(Type.Union([EmailVariant, SmsVariant])), en: Type.Optional(Type.Union([EmailVariant, SmsVariant])) },
@@ -31,7 +34,12 @@ export const PreviewBody = Type.Object(
   {
     contactId: Type.Optional(Type.String({ pattern: '^[0-9A-HJKMNP-TV-Z]{26}$' })),
     locale: Type.Optional(Type.Union([Type.Literal('fr'), Type.Literal('en')])),
-    campaign: Type.Optional(Type.Object({ deadline: Type.Optional(Type.String({ maxLength: 40 })), name: Type.Optional(Type.String({ maxLength: 200 })) }, { additionalProperties: false })),
+    campaign: Type.Optional(
+      Type.Object(
+        { deadline: Type.Optional(Type.String({ maxLength: 40 })), name: Type.Optional(Type.String({ maxLength: 200 })) },
+        { additionalProperties: false },
+      ),
+    ),
   },
   { additionalProperties: false },
 );

@@ -5,8 +5,8 @@ import { iso } from '../../platform/clock.ts';
 import type { AppContext } from '../../platform/context.ts';
 import { DomainError } from '../../platform/errors.ts';
 import { decide } from '../consents/index.ts';
-import { getTemplate, renderEmail } from './templates.service.ts';
 import type { MessagesTable } from './messaging.table.ts';
+import { getTemplate, renderEmail } from './templates.service.ts';
 
 export interface EmailRequest {
   contactId: string | null;
@@ -224,7 +224,11 @@ async function sendOne(ctx: AppContext, row: MessagesTable, result: DispatchResu
       // Honour what changed since it was queued: an unsubscribe takes effect before the next send.
       const decision = await decide(ctx, { contactId: row.contact_id, purpose: row.purpose_key, channel: row.channel_key });
       if (!decision.allowed) {
-        await db.updateTable('messages').set({ status: 'cancelled', last_error: `not sent: ${decision.reason}` }).where('id', '=', row.id).execute();
+        await db
+          .updateTable('messages')
+          .set({ status: 'cancelled', last_error: `not sent: ${decision.reason}` })
+          .where('id', '=', row.id)
+          .execute();
         result.cancelled += 1;
         return false;
       }
@@ -282,7 +286,11 @@ export async function listOutbox(
   query: { contactId?: string; status?: string; cursor?: string; limit?: number },
 ): Promise<{ items: OutboxMessage[]; nextCursor: string | null }> {
   const limit = query.limit ?? 50;
-  let q = ctx.db.kysely.selectFrom('messages').selectAll().orderBy('id', 'desc').limit(limit + 1);
+  let q = ctx.db.kysely
+    .selectFrom('messages')
+    .selectAll()
+    .orderBy('id', 'desc')
+    .limit(limit + 1);
   if (query.contactId) q = q.where('contact_id', '=', query.contactId);
   if (query.status) q = q.where('status', '=', query.status);
   if (query.cursor) q = q.where('id', '<', Buffer.from(query.cursor, 'base64url').toString());

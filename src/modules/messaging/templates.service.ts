@@ -3,8 +3,8 @@ import { Liquid } from 'liquidjs';
 import { iso } from '../../platform/clock.ts';
 import { type AppContext, cached, invalidate } from '../../platform/context.ts';
 import { DomainError, type FieldError } from '../../platform/errors.ts';
-import { emailLayout, textFooter } from './templates.builtin.ts';
 import type { TemplatesTable } from './messaging.table.ts';
+import { emailLayout, textFooter } from './templates.builtin.ts';
 
 export type Locale = 'fr' | 'en';
 export interface EmailVariant {
@@ -65,7 +65,10 @@ export function checkTemplate(input: TemplateInput): void {
   const parseErrors: FieldError[] = [];
   const missing: FieldError[] = [];
   const locales = Object.keys(input.variants) as Locale[];
-  if (locales.length === 0) throw new DomainError('template_invalid', 'A template needs at least one language', [{ path: '/variants', message: 'add "fr" or "en"' }]);
+  if (locales.length === 0)
+    throw new DomainError('template_invalid', 'A template needs at least one language', [
+      { path: '/variants', message: 'add "fr" or "en"' },
+    ]);
   for (const locale of locales) {
     const variant = input.variants[locale] as Variant;
     const fields = input.channel === 'email' ? ['subject', 'html', 'text'] : ['body'];
@@ -84,14 +87,17 @@ export function checkTemplate(input: TemplateInput): void {
     if (input.category === 'marketing') {
       if (input.channel === 'email') {
         const v = variant as EmailVariant;
-        if (!OPT_OUT_LINK.test(v.html ?? '')) missing.push({ path: `/variants/${locale}/html`, message: 'must contain {{ links.unsubscribe }}' });
-        if (!OPT_OUT_LINK.test(v.text ?? '')) missing.push({ path: `/variants/${locale}/text`, message: 'must contain {{ links.unsubscribe }}' });
+        if (!OPT_OUT_LINK.test(v.html ?? ''))
+          missing.push({ path: `/variants/${locale}/html`, message: 'must contain {{ links.unsubscribe }}' });
+        if (!OPT_OUT_LINK.test(v.text ?? ''))
+          missing.push({ path: `/variants/${locale}/text`, message: 'must contain {{ links.unsubscribe }}' });
       } else if (!/\bSTOP\b/.test((variant as SmsVariant).body ?? '')) {
         missing.push({ path: `/variants/${locale}/body`, message: 'must say how to stop, e.g. "STOP au 36180"' });
       }
     }
   }
-  if (parseErrors.length > 0) throw new DomainError('template_invalid', parseErrors.map((e) => `${e.path} ${e.message}`).join('; '), parseErrors);
+  if (parseErrors.length > 0)
+    throw new DomainError('template_invalid', parseErrors.map((e) => `${e.path} ${e.message}`).join('; '), parseErrors);
   if (missing.length > 0) {
     throw new DomainError(
       'template_missing_opt_out',
@@ -112,7 +118,11 @@ export async function getTemplate(ctx: AppContext, key: string): Promise<Templat
   return template;
 }
 
-export async function saveTemplate(ctx: AppContext, input: TemplateInput, options: { create: boolean; builtin?: boolean }): Promise<Template> {
+export async function saveTemplate(
+  ctx: AppContext,
+  input: TemplateInput,
+  options: { create: boolean; builtin?: boolean },
+): Promise<Template> {
   checkTemplate(input);
   const now = iso(ctx.clock.now());
   const db = ctx.db.kysely;
@@ -142,7 +152,15 @@ export async function ensureBuiltinTemplates(ctx: AppContext, templates: Templat
   for (const t of templates) {
     await ctx.db.kysely
       .insertInto('templates')
-      .values({ key: t.key, channel_kind: t.channel, category: t.category, variants: JSON.stringify(t.variants), builtin: 1, created_at: now, updated_at: now })
+      .values({
+        key: t.key,
+        channel_kind: t.channel,
+        category: t.category,
+        variants: JSON.stringify(t.variants),
+        builtin: 1,
+        created_at: now,
+        updated_at: now,
+      })
       .onConflict((oc) => oc.column('key').doNothing())
       .execute();
   }
@@ -171,7 +189,12 @@ export async function renderEmail(
 ): Promise<RenderedEmail> {
   const lang = pickLocale(template, locale);
   const variant = template.variants[lang] as EmailVariant;
-  const scope = { company: { name: ctx.config.company.name, address: ctx.config.company.address }, ...vars, lang, marketing: template.category === 'marketing' };
+  const scope = {
+    company: { name: ctx.config.company.name, address: ctx.config.company.address },
+    ...vars,
+    lang,
+    marketing: template.category === 'marketing',
+  };
   const subject = (await render(textEngine, variant.subject, scope)).replace(/\s+/g, ' ').trim();
   const content = await render(htmlEngine, variant.html, scope);
   const html = await render(htmlEngine, emailLayout.replace('{{ content }}', '{{ content | raw }}'), { ...scope, subject, content });
@@ -179,7 +202,11 @@ export async function renderEmail(
   return { subject, html, text, locale: lang };
 }
 
-export async function renderSms(template: Template, locale: string | null | undefined, vars: Record<string, unknown>): Promise<{ body: string; locale: Locale }> {
+export async function renderSms(
+  template: Template,
+  locale: string | null | undefined,
+  vars: Record<string, unknown>,
+): Promise<{ body: string; locale: Locale }> {
   const lang = pickLocale(template, locale);
   return { body: (await render(textEngine, (template.variants[lang] as SmsVariant).body, { ...vars, lang })).trim(), locale: lang };
 }

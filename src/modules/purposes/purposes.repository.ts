@@ -19,13 +19,16 @@ export const findPurposeRow = (db: Executor, key: string) =>
   db.selectFrom('purposes').selectAll().where('key', '=', key).executeTakeFirst();
 
 export const insertPurposeRow = (db: Executor, row: PurposesTable) =>
-  db.insertInto('purposes').values(row).onConflict((oc) => oc.column('key').doNothing()).executeTakeFirst();
+  db
+    .insertInto('purposes')
+    .values(row)
+    .onConflict((oc) => oc.column('key').doNothing())
+    .executeTakeFirst();
 
 export const updatePurposeRow = (db: Executor, key: string, patch: Partial<PurposesTable>) =>
   db.updateTable('purposes').set(patch).where('key', '=', key).execute();
 
-export const insertPurposeVersionRow = (db: Executor, row: PurposeVersionsTable) =>
-  db.insertInto('purpose_versions').values(row).execute();
+export const insertPurposeVersionRow = (db: Executor, row: PurposeVersionsTable) => db.insertInto('purpose_versions').values(row).execute();
 
 export const findPurposeVersionRows = (db: Executor, pairs: Array<{ purpose: string; version: number }>) =>
   pairs.length === 0
@@ -33,9 +36,7 @@ export const findPurposeVersionRows = (db: Executor, pairs: Array<{ purpose: str
     : db
         .selectFrom('purpose_versions')
         .selectAll()
-        .where((eb) =>
-          eb.or(pairs.map((p) => eb.and([eb('purpose_key', '=', p.purpose), eb('version', '=', p.version)]))),
-        )
+        .where((eb) => eb.or(pairs.map((p) => eb.and([eb('purpose_key', '=', p.purpose), eb('version', '=', p.version)]))))
         .orderBy('purpose_key')
         .orderBy('version')
         .execute();

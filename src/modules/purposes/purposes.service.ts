@@ -256,8 +256,7 @@ export async function updatePurpose(ctx: AppContext, key: string, patch: Purpose
       double_opt_in: doubleOptIn ? 1 : 0,
       expiry_after_days: patch.expiry === undefined ? before.expiry.afterDays : (patch.expiry.afterDays ?? null),
       info_url: infoUrl,
-      partner:
-        patch.partner === undefined ? current.partner : patch.partner === null ? null : JSON.stringify(patch.partner),
+      partner: patch.partner === undefined ? current.partner : patch.partner === null ? null : JSON.stringify(patch.partner),
       retention_days: patch.retentionDays === undefined ? before.retentionDays : patch.retentionDays,
       recipients: JSON.stringify(patch.recipients ?? before.recipients),
       updated_at: now,
@@ -271,10 +270,7 @@ export async function listPurposeVersions(ctx: AppContext, key: string): Promise
   return (await listPurposeVersionRows(ctx.db.kysely, key)).map(toVersion);
 }
 
-export async function findPurposeVersions(
-  ctx: AppContext,
-  pairs: Array<{ purpose: string; version: number }>,
-): Promise<PurposeVersion[]> {
+export async function findPurposeVersions(ctx: AppContext, pairs: Array<{ purpose: string; version: number }>): Promise<PurposeVersion[]> {
   return (await findPurposeVersionRows(ctx.db.kysely, pairs)).map(toVersion);
 }
 

@@ -63,10 +63,7 @@ async function runJobs(ctx: AppContext, at: Date, options: { force?: boolean }):
   for (const job of jobs) {
     const last = runs.get(job.name);
     const due =
-      options.force ||
-      !last ||
-      job.everySeconds === 0 ||
-      at.getTime() - new Date(last.last_run_at).getTime() >= job.everySeconds * 1000;
+      options.force || !last || job.everySeconds === 0 || at.getTime() - new Date(last.last_run_at).getTime() >= job.everySeconds * 1000;
     if (!due) {
       results.push({ job: job.name, ran: false });
       continue;

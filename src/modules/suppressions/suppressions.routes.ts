@@ -25,7 +25,12 @@ export function suppressionRoutes(app: App, ctx: AppContext): void {
           { additionalProperties: false },
         ),
         response: {
-          201: Type.Object({ channel: Type.String(), reason: Type.String(), source: Type.Union([Type.String(), Type.Null()]), createdAt: Type.String() }),
+          201: Type.Object({
+            channel: Type.String(),
+            reason: Type.String(),
+            source: Type.Union([Type.String(), Type.Null()]),
+            createdAt: Type.String(),
+          }),
           ...problems(),
         },
       },

@@ -14,8 +14,7 @@ export type SuppressionReason = (typeof suppressionReasons)[number];
 export const liftableReasons: SuppressionReason[] = ['unsubscribed', 'erased'];
 
 /** Keyed hash of a normalised address: all the suppression list keeps (RULES 15). */
-export const addressHash = (secret: string, normalizedAddress: string): string =>
-  hmacHex(secret, `address:${normalizedAddress}`);
+export const addressHash = (secret: string, normalizedAddress: string): string => hmacHex(secret, `address:${normalizedAddress}`);
 
 export interface Suppression {
   channel: string;
@@ -40,8 +39,7 @@ export async function addSuppressions(
   );
 }
 
-export const liftSuppressions = (db: Executor, channel: string, hash: string) =>
-  deleteSuppressionRows(db, channel, hash, liftableReasons);
+export const liftSuppressions = (db: Executor, channel: string, hash: string) => deleteSuppressionRows(db, channel, hash, liftableReasons);
 
 async function hashFor(
   ctx: AppContext,
@@ -52,12 +50,18 @@ async function hashFor(
   const kind = addressKindFor(channel.kind);
   if (kind === 'email') {
     const email = address.email === undefined ? undefined : normalizeEmail(address.email);
-    if (!email) throw new DomainError('invalid_email', 'This channel needs a valid "email"', [{ path: '/email', message: 'a valid email address is required' }]);
+    if (!email)
+      throw new DomainError('invalid_email', 'This channel needs a valid "email"', [
+        { path: '/email', message: 'a valid email address is required' },
+      ]);
     return addressHash(ctx.secret, email);
   }
   if (kind === 'phone') {
     const phone = address.phone === undefined ? undefined : normalizePhone(address.phone, ctx.config.defaultRegion);
-    if (!phone) throw new DomainError('invalid_phone', 'This channel needs a valid "phone"', [{ path: '/phone', message: 'a valid phone number is required' }]);
+    if (!phone)
+      throw new DomainError('invalid_phone', 'This channel needs a valid "phone"', [
+        { path: '/phone', message: 'a valid phone number is required' },
+      ]);
     return addressHash(ctx.secret, phone);
   }
   throw new DomainError('no_address_for_channel', `Channel "${channelKey}" has no address to suppress`);
