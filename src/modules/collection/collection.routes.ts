@@ -79,6 +79,14 @@ export function collectionRoutes(app: App, ctx: AppContext): void {
     return undefined;
   }
 
+  /** A valid link's claims, its contact, and the page language (the link's, the contact's, the browser's). */
+  async function linkOr(request: Req, reply: FastifyReply, kind: TokenKind) {
+    const claims = await claimsOr(request, reply, kind);
+    if (!claims) return undefined;
+    const contact = await findContactRow(ctx.db.kysely, claims.contactId);
+    return { claims, contact, lang: chooseLang(request.query.lang, contact?.locale, request.headers['accept-language']) };
+  }
+
   app.get('/assets/assent.css', { schema: { hide: true } }, async (_request, reply) =>
     reply.type('text/css; charset=utf-8').header('cache-control', 'public, max-age=3600').send(stylesheet),
   );
@@ -88,10 +96,9 @@ export function collectionRoutes(app: App, ctx: AppContext): void {
     '/c/:token',
     { schema: { hide: true, params: TokenParams, querystring: LangQuery }, config: { page: true } },
     async (request, reply) => {
-      const claims = await claimsOr(request, reply, 'confirm');
-      if (!claims) return reply;
-      const contact = await findContactRow(ctx.db.kysely, claims.contactId);
-      const lang = chooseLang(request.query.lang, contact?.locale, request.headers['accept-language']);
+      const link = await linkOr(request, reply, 'confirm');
+      if (!link) return reply;
+      const { claims, lang } = link;
       const used = await ctx.db.kysely.selectFrom('used_tokens').select('jti').where('jti', '=', claims.jti).executeTakeFirst();
       if (used) return sendMessagePage(ctx, reply, { title: 'used_title', text: 'used_text' }, { lang, status: 410 });
       const { items } = await pendingConfirmations(ctx, claims, lang);
@@ -105,10 +112,9 @@ export function collectionRoutes(app: App, ctx: AppContext): void {
     '/c/:token',
     { schema: { hide: true, params: TokenParams, querystring: LangQuery, body: Type.Optional(FormBody) }, config: postLimit },
     async (request, reply) => {
-      const claims = await claimsOr(request, reply, 'confirm');
-      if (!claims) return reply;
-      const contact = await findContactRow(ctx.db.kysely, claims.contactId);
-      const lang = chooseLang(request.query.lang, contact?.locale, request.headers['accept-language']);
+      const link = await linkOr(request, reply, 'confirm');
+      if (!link) return reply;
+      const { claims, lang } = link;
       const outcome = await confirmDoubleOptIn(ctx, personRequest(request), claims, evidenceOf(ctx, request, '/c/[token]', lang));
       if (outcome === 'used') return sendMessagePage(ctx, reply, { title: 'used_title', text: 'used_text' }, { lang, status: 410 });
       if (outcome === 'nothing') return sendMessagePage(ctx, reply, { title: 'nothing_title', text: 'nothing_text' }, { lang });
@@ -120,10 +126,9 @@ export function collectionRoutes(app: App, ctx: AppContext): void {
     '/u/:token',
     { schema: { hide: true, params: TokenParams, querystring: LangQuery }, config: { page: true } },
     async (request, reply) => {
-      const claims = await claimsOr(request, reply, 'unsubscribe');
-      if (!claims) return reply;
-      const contact = await findContactRow(ctx.db.kysely, claims.contactId);
-      const lang = chooseLang(request.query.lang, contact?.locale, request.headers['accept-language']);
+      const link = await linkOr(request, reply, 'unsubscribe');
+      if (!link) return reply;
+      const { claims, lang } = link;
       const view = await unsubscribeView(ctx, claims, lang);
       if (!view.contact) return sendMessagePage(ctx, reply, { title: 'unsubscribed_title', text: 'unsubscribed_text' }, { lang });
       const path = `/u/${request.params.token}`;
@@ -147,10 +152,9 @@ export function collectionRoutes(app: App, ctx: AppContext): void {
     '/u/:token',
     { schema: { hide: true, params: TokenParams, querystring: LangQuery, body: Type.Optional(FormBody) }, config: postLimit },
     async (request, reply) => {
-      const claims = await claimsOr(request, reply, 'unsubscribe');
-      if (!claims) return reply;
-      const contact = await findContactRow(ctx.db.kysely, claims.contactId);
-      const lang = chooseLang(request.query.lang, contact?.locale, request.headers['accept-language']);
+      const link = await linkOr(request, reply, 'unsubscribe');
+      if (!link) return reply;
+      const { claims, lang } = link;
       const oneClick = (request.body as Record<string, unknown> | undefined)?.['List-Unsubscribe'] === 'One-Click';
       const evidence = { ...evidenceOf(ctx, request, '/u/[token]', lang), method: oneClick ? 'one-click (RFC 8058)' : 'unsubscribe page' };
       await unsubscribe(ctx, personRequest(request), claims, evidence);
@@ -176,10 +180,9 @@ export function collectionRoutes(app: App, ctx: AppContext): void {
   );
 
   const showPreferences = async (request: Req, reply: FastifyReply, saved: boolean) => {
-    const claims = await claimsOr(request, reply, 'preferences');
-    if (!claims) return reply;
-    const contact = await findContactRow(ctx.db.kysely, claims.contactId);
-    const lang = chooseLang(request.query.lang, contact?.locale, request.headers['accept-language']);
+    const link = await linkOr(request, reply, 'preferences');
+    if (!link) return reply;
+    const { contact, lang } = link;
     if (!contact || contact.erased_at)
       return sendMessagePage(ctx, reply, { title: 'invalid_title', text: 'invalid_text' }, { lang, status: 410 });
     const items = await preferenceItems(ctx, contact, lang);
@@ -204,10 +207,9 @@ export function collectionRoutes(app: App, ctx: AppContext): void {
     '/p/:token',
     { schema: { hide: true, params: TokenParams, querystring: LangQuery, body: Type.Optional(FormBody) }, config: postLimit },
     async (request, reply) => {
-      const claims = await claimsOr(request, reply, 'preferences');
-      if (!claims) return reply;
-      const contact = await findContactRow(ctx.db.kysely, claims.contactId);
-      const lang = chooseLang(request.query.lang, contact?.locale, request.headers['accept-language']);
+      const link = await linkOr(request, reply, 'preferences');
+      if (!link) return reply;
+      const { contact, lang } = link;
       if (!contact || contact.erased_at)
         return sendMessagePage(ctx, reply, { title: 'invalid_title', text: 'invalid_text' }, { lang, status: 410 });
       const body = (request.body ?? {}) as Record<string, string | string[]>;
