@@ -159,10 +159,11 @@ function buildFactsQuery(ctx: AppContext, lookup: Lookup, address: AddressColumn
   const db = ctx.db.kysely;
   const query = db
     .selectFrom('contacts as c')
-    .leftJoin('consent_states as s', (j) =>
-      j.onRef('s.contact_id', '=', 'c.id').on('s.purpose_key', '=', M.purpose).on('s.channel_key', '=', M.channel),
-    )
+    // Every state of the purpose (one index range, usually one or two rows): the pair's own state
+    // and whether any channel of the purpose carries an objection (RULES 7) come from one read.
+    .leftJoin('consent_states as s', (j) => j.onRef('s.contact_id', '=', 'c.id').on('s.purpose_key', '=', M.purpose))
     .select([
+      's.channel_key',
       'c.id',
       'c.kind',
       'c.lifecycle',
@@ -186,16 +187,6 @@ function buildFactsQuery(ctx: AppContext, lookup: Lookup, address: AddressColumn
             .limit(1)
             .as('suppression')
         : sql<string | null>`null`.as('suppression'),
-    )
-    .select((eb) =>
-      eb
-        .selectFrom('consent_states as o')
-        .select(sql<number>`1`.as('one'))
-        .whereRef('o.contact_id', '=', 'c.id')
-        .where('o.purpose_key', '=', M.purpose)
-        .where('o.status', '=', 'objected')
-        .limit(1)
-        .as('objected'),
     )
     .where(`c.${lookup}`, '=', M.lookup);
   return query.compile() as CompiledQuery<DecisionFacts>;
@@ -242,8 +233,26 @@ async function loadFacts(
     const slot = slots[k];
     parameters[k] = slot === 0 ? compiled.parameters[k] : slot === 1 ? purpose : slot === 2 ? channel.key : value;
   }
-  const [row] = await ctx.db.read<DecisionFacts>({ ...compiled, parameters });
-  return row;
+  const rows = await ctx.db.read<DecisionFacts & { channel_key: string | null }>({ ...compiled, parameters });
+  const first = rows[0];
+  if (!first) return undefined;
+  let own: (typeof rows)[number] | undefined;
+  let objected = 0;
+  for (const row of rows) {
+    if (row.channel_key === channel.key) own = row;
+    if (row.status === 'objected') objected = 1;
+  }
+  // Rows are fresh objects from the reader: completed in place.
+  if (own) {
+    own.objected = objected;
+    return own;
+  }
+  first.status = null;
+  first.expires_at = null;
+  first.confirmed = null;
+  first.last_event_id = null;
+  first.objected = objected;
+  return first;
 }
 
 export async function decide(ctx: AppContext, request: DecisionRequest, path = ''): Promise<Decision> {
