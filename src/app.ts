@@ -124,32 +124,42 @@ export async function buildApp(ctx: AppContext): Promise<App> {
     request.requestContext.actor = { type: 'api_key', id: principal.id, name: principal.name };
   });
 
-  // Refused on both stores alike, before PostgreSQL would turn it into a 500.
-  app.addHook('preValidation', async (request) => {
+  // Refused on both stores alike, before PostgreSQL would turn it into a 500. Hooks on every
+  // request are plain callbacks: no promise per request on the hot path.
+  app.addHook('preValidation', (request, _reply, done) => {
     for (const [part, value] of [
       ['body', request.body],
       ['querystring', request.query],
       ['params', request.params],
     ] as const) {
       const path = nulPath(value, `/${part}`);
-      if (path)
-        throw new DomainError('validation_failed', `${path} holds a NUL character`, [
-          { path, message: 'must not hold a NUL character (U+0000)' },
-        ]);
+      if (path) {
+        done(
+          new DomainError('validation_failed', `${path} holds a NUL character`, [
+            { path, message: 'must not hold a NUL character (U+0000)' },
+          ]),
+        );
+        return;
+      }
     }
+    done();
   });
 
   // Access log: route pattern and status only, never the raw URL (it may carry an email) nor the IP.
-  app.addHook('onResponse', async (request, reply) => {
-    request.log.info(
-      {
-        method: request.method,
-        route: request.routeOptions.url ?? 'unmatched',
-        status: reply.statusCode,
-        ms: Math.round(reply.elapsedTime),
-      },
-      'request',
-    );
+  const accessLog = ctx.logger.isLevelEnabled('info');
+  app.addHook('onResponse', (request, reply, done) => {
+    if (accessLog) {
+      request.log.info(
+        {
+          method: request.method,
+          route: request.routeOptions.url ?? 'unmatched',
+          status: reply.statusCode,
+          ms: Math.round(reply.elapsedTime),
+        },
+        'request',
+      );
+    }
+    done();
   });
 
   app.setErrorHandler(async (error: FastifyError, request, reply) => {
