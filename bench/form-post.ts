@@ -1,6 +1,6 @@
 // POST /f/{key} (a person submits a form: the contact is created and one consent event recorded
 // per ticked box, with the form's source and evidence) under autocannon, beside GET /v1/decisions
-// on the same server in the same run. The real app runs in a child process (form-server.ts), as
+// on the same server in the same run. The real app runs in a child process (http-server.ts form), as
 // in the HTTP bench: on two cores, the server gets one and the load tool the other. No ratio
 // target here: the form must be sustained with no errors and no non-2xx; both figures are shown
 // with their p99.
@@ -20,21 +20,10 @@ import { createKey } from '../src/modules/auth/index.ts';
 import { fmtInt, fmtRate, log, rng, shuffle } from './common.ts';
 import { DATA_DIR } from './dataset.ts';
 import { FORM_BENCH_PUBLIC_URL, formBenchEnv } from './form-env.ts';
+import { type HttpRun, summarise } from './http.ts';
 import { type Measure, printTable } from './report.ts';
 
-export interface FormRun {
-  rate: number;
-  requests: number;
-  non2xx: number;
-  errors: number;
-  /** Worst round's median and 99th percentile latency, ms. */
-  p50: number;
-  p99: number;
-  /** Requests per second of each round. */
-  rounds: number[];
-  /** CPU time the server process used per second of load (1 = a whole core). */
-  serverCpu: number;
-}
+export type FormRun = HttpRun;
 
 export interface FormPostResult {
   form: FormRun;
@@ -90,7 +79,7 @@ const TICKS = [
 const USER_AGENT = 'Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Safari/537.36';
 
 const runTs = fileURLToPath(new URL('../bin/run-ts.js', import.meta.url));
-const serverTs = fileURLToPath(new URL('./form-server.ts', import.meta.url));
+const serverTs = fileURLToPath(new URL('./http-server.ts', import.meta.url));
 
 interface Server {
   port: number;
@@ -100,7 +89,7 @@ interface Server {
 async function startServer(file: string): Promise<Server> {
   // BENCH_PROFILE=1: the server writes a CPU profile of the measured rounds to bench/.data/.
   const profile = process.env.BENCH_PROFILE ? join(DATA_DIR, 'form-server.cpuprofile') : '';
-  const child = spawn(process.execPath, [runTs, serverTs, file], {
+  const child = spawn(process.execPath, [runTs, serverTs, 'form', file], {
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     env: { ...process.env, LOG_LEVEL: 'warn', BENCH_PROFILE: profile },
   });
@@ -188,21 +177,6 @@ function getDecisions(port: number, paths: string[], key: string, connections: n
       },
     ],
   });
-}
-
-function summarise(runs: Result[], cpuMs: number): FormRun {
-  const requests = runs.reduce((a, r) => a + r.requests.total, 0);
-  const seconds = runs.reduce((a, r) => a + r.duration, 0);
-  return {
-    rate: requests / seconds,
-    requests,
-    non2xx: runs.reduce((a, r) => a + r.non2xx, 0),
-    errors: runs.reduce((a, r) => a + r.errors + r.timeouts, 0),
-    p50: Math.max(...runs.map((r) => r.latency.p50)),
-    p99: Math.max(...runs.map((r) => r.latency.p99)),
-    rounds: runs.map((r) => r.requests.total / r.duration),
-    serverCpu: cpuMs / (seconds * 1000),
-  };
 }
 
 export async function benchFormPost(

@@ -1,12 +1,15 @@
-// A server for the HTTP bench, run in its own process so that the load tool does not share its
-// event loop: `assent FILE` (the real app on the bench database) or `bare` (one Fastify route
-// returning a constant). Reports its port to the parent over IPC and stops on SIGTERM.
+// A server for the HTTP benches, run in its own process so that the load tool does not share its
+// event loop: `assent FILE` (the real app on the bench database), `form FILE` (the real app with
+// the form bench's settings: form-env.ts) or `bare` (one Fastify route returning a constant).
+// Reports its port to the parent over IPC, answers { cpu } queries, profiles on
+// { profile: 'start' } when BENCH_PROFILE names a file, and stops on SIGTERM.
 import { writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';
 import Fastify from 'fastify';
 import { buildApp } from '../src/app.ts';
-import { createContext } from '../src/boot.ts';
+import { closeContext, createContext } from '../src/boot.ts';
 import { loadConfig } from '../src/config.ts';
+import { formBenchEnv } from './form-env.ts';
 
 const [mode, file] = process.argv.slice(2);
 
@@ -19,8 +22,10 @@ async function start(): Promise<{ port: number; close: () => Promise<void> }> {
     const address = app.server.address();
     return { port: typeof address === 'object' && address ? address.port : 0, close: () => app.close() };
   }
-  if (mode === 'assent' && file) {
-    const config = loadConfig({ DATABASE_URL: `sqlite:${file}`, LOG_LEVEL: 'warn', SCHEDULER_INTERVAL_SECONDS: '0' });
+  if ((mode === 'assent' || mode === 'form') && file) {
+    const config = loadConfig(
+      mode === 'form' ? formBenchEnv(file) : { DATABASE_URL: `sqlite:${file}`, LOG_LEVEL: 'warn', SCHEDULER_INTERVAL_SECONDS: '0' },
+    );
     const ctx = await createContext(config);
     const app = await buildApp(ctx);
     await app.listen({ port: 0, host: '127.0.0.1' });
@@ -29,11 +34,11 @@ async function start(): Promise<{ port: number; close: () => Promise<void> }> {
       port: typeof address === 'object' && address ? address.port : 0,
       close: async () => {
         await app.close();
-        await ctx.db.close();
+        await closeContext(ctx);
       },
     };
   }
-  throw new Error('usage: http-server.ts bare | assent FILE');
+  throw new Error('usage: http-server.ts bare | assent FILE | form FILE');
 }
 
 const server = await start();

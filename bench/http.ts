@@ -99,7 +99,8 @@ function serverCpuMs(child: ChildProcess): Promise<number> {
   });
 }
 
-function summarise(runs: Result[], cpuMs: number): HttpRun {
+/** Sums autocannon rounds into one figure (worst round's latency); shared by the HTTP benches. */
+export function summarise(runs: Result[], cpuMs: number): HttpRun {
   const requests = runs.reduce((a, r) => a + r.requests.total, 0);
   const seconds = runs.reduce((a, r) => a + r.duration, 0);
   return {
