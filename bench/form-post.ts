@@ -7,7 +7,6 @@
 //
 //   node bin/run-ts.js bench/form-post.ts
 //   BENCH_FORM_SECONDS=10 BENCH_FORM_CONNECTIONS=10 node bin/run-ts.js bench/form-post.ts
-import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdirSync, rmSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -20,7 +19,7 @@ import { createKey } from '../src/modules/auth/index.ts';
 import { fmtInt, fmtRate, log, rng, shuffle } from './common.ts';
 import { DATA_DIR } from './dataset.ts';
 import { FORM_BENCH_PUBLIC_URL, formBenchEnv } from './form-env.ts';
-import { type HttpRun, summarise } from './http.ts';
+import { type HttpRun, serverCpuMs, startServer, stopServer, summarise } from './http.ts';
 import { type Measure, printTable } from './report.ts';
 
 export type FormRun = HttpRun;
@@ -77,48 +76,6 @@ const TICKS = [
   ['offers:email', 'events:email'],
 ];
 const USER_AGENT = 'Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Safari/537.36';
-
-const runTs = fileURLToPath(new URL('../bin/run-ts.js', import.meta.url));
-const serverTs = fileURLToPath(new URL('./http-server.ts', import.meta.url));
-
-interface Server {
-  port: number;
-  child: ChildProcess;
-}
-
-async function startServer(file: string): Promise<Server> {
-  // BENCH_PROFILE=1: the server writes a CPU profile of the measured rounds to bench/.data/.
-  const profile = process.env.BENCH_PROFILE ? join(DATA_DIR, 'form-server.cpuprofile') : '';
-  const child = spawn(process.execPath, [runTs, serverTs, 'form', file], {
-    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-    env: { ...process.env, LOG_LEVEL: 'warn', BENCH_PROFILE: profile },
-  });
-  const port = await new Promise<number>((resolve, reject) => {
-    child.once('message', (m: { port: number }) => resolve(m.port));
-    child.once('exit', (code) => reject(new Error(`form bench server exited (${code}) before listening`)));
-  });
-  return { port, child };
-}
-
-async function stopServer(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null) return;
-  const exited = new Promise((resolve) => child.once('exit', resolve));
-  child.kill('SIGTERM');
-  await exited;
-}
-
-/** The server's own CPU time so far, in ms. */
-function serverCpuMs(child: ChildProcess): Promise<number> {
-  return new Promise((resolve) => {
-    const onMessage = (m: { cpu?: { user: number; system: number } }) => {
-      if (!m.cpu) return;
-      child.off('message', onMessage);
-      resolve((m.cpu.user + m.cpu.system) / 1000);
-    };
-    child.on('message', onMessage);
-    child.send({ cpu: true });
-  });
-}
 
 async function api(port: number, key: string, method: string, path: string, body: unknown): Promise<unknown> {
   const res = await fetch(`http://127.0.0.1:${port}${path}`, {
@@ -200,7 +157,7 @@ export async function benchFormPost(
     await closeContext(ctx);
   }
 
-  const server = await startServer(file);
+  const server = await startServer(['form', file]);
   const stamp = Date.now().toString(36);
   let counter = 0;
   const emails = { next: () => `person.${stamp}.${counter++}@mail.example` };

@@ -34,12 +34,13 @@ const ROUND_SECONDS = 2;
 const runTs = fileURLToPath(new URL('../bin/run-ts.js', import.meta.url));
 const serverTs = fileURLToPath(new URL('./http-server.ts', import.meta.url));
 
-interface Server {
+export interface Server {
   port: number;
   child: ChildProcess;
 }
 
-async function startServer(args: string[]): Promise<Server> {
+/** Starts `http-server.ts ARGS…` in a child process (bare, assent FILE, form FILE) and waits for its port. */
+export async function startServer(args: string[]): Promise<Server> {
   // BENCH_PROFILE=1: each server writes a CPU profile of its measured rounds to bench/.data/.
   const profile = process.env.BENCH_PROFILE ? fileURLToPath(new URL(`./.data/http-${args[0]}.cpuprofile`, import.meta.url)) : '';
   const child = spawn(process.execPath, [runTs, serverTs, ...args], {
@@ -53,7 +54,7 @@ async function startServer(args: string[]): Promise<Server> {
   return { port, child };
 }
 
-async function stopServer(child: ChildProcess): Promise<void> {
+export async function stopServer(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null) return;
   const exited = new Promise((resolve) => child.once('exit', resolve));
   child.kill('SIGTERM');
@@ -87,7 +88,7 @@ async function load(
 }
 
 /** The server's own CPU time so far, in ms. */
-function serverCpuMs(child: ChildProcess): Promise<number> {
+export function serverCpuMs(child: ChildProcess): Promise<number> {
   return new Promise((resolve) => {
     const onMessage = (m: { cpu?: { user: number; system: number } }) => {
       if (!m.cpu) return;
