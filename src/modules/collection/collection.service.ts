@@ -10,7 +10,7 @@ import { type Channel, listChannels } from '../channels/index.ts';
 import { type ConsentInput, consentStatesOf, decide, recordConsents } from '../consents/index.ts';
 import { type ContactsTable, findContactRow } from '../contacts/index.ts';
 import { enqueueEmail, getTemplate, kickDispatch, lastMessageAt } from '../messaging/index.ts';
-import { listPurposes, type Purpose } from '../purposes/index.ts';
+import { listPurposes, localized, type Purpose } from '../purposes/index.ts';
 import { addressHash, addSuppressions } from '../suppressions/index.ts';
 
 const PREFERENCES_DAYS = 30;
@@ -19,8 +19,6 @@ const RESEND_AFTER_MS = 10 * 60_000;
 
 /** What a page request tells about how the person acted (it becomes the event's evidence). */
 export type Evidence = NonNullable<ConsentInput['evidence']>;
-
-const localized = (text: { fr?: string; en?: string }, lang: string) => (lang === 'en' ? (text.en ?? text.fr) : (text.fr ?? text.en)) ?? '';
 
 export function linkFor(ctx: AppContext, path: 'c' | 'u' | 'p', claims: Omit<TokenClaims, 'jti' | 'exp'> & { days: number }): string {
   const { days, ...rest } = claims;

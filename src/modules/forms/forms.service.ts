@@ -22,7 +22,7 @@ import {
   touchInteractionRows,
   updateContactRow,
 } from '../contacts/index.ts';
-import { listPurposes } from '../purposes/index.ts';
+import { listPurposes, localized } from '../purposes/index.ts';
 import { addressHash } from '../suppressions/index.ts';
 import { type FormRow, findFormRow, insertFormRow, insertRenderRow, listFormRows, updateFormRow } from './forms.repository.ts';
 import type { FormField } from './forms.schema.ts';
@@ -259,8 +259,6 @@ export interface Choice {
   /** Which address the channel reaches: a ticked box needs it. */
   address: 'email' | 'phone' | undefined;
 }
-
-const localized = (text: { fr?: string; en?: string }, lang: Lang) => (lang === 'en' ? (text.en ?? text.fr) : (text.fr ?? text.en)) ?? '';
 
 /** The boxes a form offers, with the current wording in the page's language. */
 export async function formChoices(ctx: AppContext, form: Form, lang: Lang): Promise<Choice[]> {

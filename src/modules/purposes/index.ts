@@ -5,6 +5,7 @@ export {
   getPurpose,
   type LegalBasis,
   listPurposes,
+  localized,
   type Purpose,
   type PurposeVersion,
   requirePurpose,

@@ -274,10 +274,13 @@ export async function findPurposeVersions(ctx: AppContext, pairs: Array<{ purpos
   return (await findPurposeVersionRows(ctx.db.kysely, pairs)).map(toVersion);
 }
 
+/** A text in the asked language, else in the other one (French first), else empty. */
+export const localized = (text: Localized, lang: string | null | undefined): string =>
+  (lang === 'en' ? (text.en ?? text.fr) : (text.fr ?? text.en)) ?? '';
+
 /** The wording a person was shown, as one text: used when the caller does not send it. */
 export function wordingText(purpose: Pick<Purpose, 'title' | 'description'>, locale: string | null | undefined): string {
-  const lang = locale === 'en' ? 'en' : 'fr';
-  const title = purpose.title[lang] ?? purpose.title.fr ?? purpose.title.en ?? '';
-  const description = purpose.description[lang] ?? purpose.description.fr ?? purpose.description.en ?? '';
+  const title = localized(purpose.title, locale);
+  const description = localized(purpose.description, locale);
   return description ? `${title} — ${description}` : title;
 }
