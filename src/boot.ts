@@ -12,6 +12,7 @@ import { createIdGenerator } from './platform/ids.ts';
 import { createLogger, type Logger } from './platform/logger.ts';
 import { createMailer } from './platform/mailer.ts';
 import { resolveSecret } from './platform/secret.ts';
+import { createSmsProvider } from './platform/sms.ts';
 
 export interface BootOptions {
   clock?: Clock;
@@ -37,6 +38,7 @@ export async function createContext(config: Config, options: BootOptions = {}): 
       secret: '',
       cache: new Map(),
       mailer: createMailer(config.mail),
+      sms: createSmsProvider(config.sms),
       consentHooks: [],
       background: new Set(),
     };

@@ -25,6 +25,50 @@ export interface Config {
   company: { name: string; address: string; logoUrl: string | undefined };
   doubleOptInExpiryDays: number;
   rateLimitPerMinute: number;
+  sms: {
+    /** Generic HTTP provider; unset: the outbox provider keeps SMS in the database. */
+    providerUrl: string | undefined;
+    providerToken: string | undefined;
+    /** The short number people text STOP to ("STOP au 36180"). */
+    stopNumber: string;
+    quietHours: QuietHours;
+  };
+  /** Shared secret signing the provider callbacks (/hooks/*); unset: the hooks answer 503. */
+  hooksSecret: string | undefined;
+  deliveries: {
+    /** Campaign messages per second, per dispatcher (0: as fast as the transport goes). */
+    ratePerSecond: number;
+    batch: number;
+    /** A claimed delivery not recorded within this time is given back (its dispatcher died). */
+    leaseSeconds: number;
+  };
+}
+
+/** When SMS may be sent: days (1 = Monday … 7 = Sunday) and hours, in a time zone. */
+export interface QuietHours {
+  days: number[];
+  start: string; // HH:MM
+  end: string; // HH:MM
+  timeZone: string;
+}
+
+const dayNames = ['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'];
+
+/** "Mon-Sat 08:00-20:00" → the days and hours when sending is allowed. */
+export function parseQuietHours(value: string, timeZone: string): QuietHours | string {
+  const m = /^([a-z]{3})(?:-([a-z]{3}))?\s+(\d{2}:\d{2})-(\d{2}:\d{2})$/i.exec(value.trim());
+  const from = dayNames.indexOf(m?.[1]?.toLowerCase() ?? '');
+  const to = m?.[2] ? dayNames.indexOf(m[2].toLowerCase()) : from;
+  const time = /^([01]\d|2[0-4]):[0-5]\d$/;
+  if (!m || from < 0 || to < from || !time.test(m[3] as string) || !time.test(m[4] as string) || (m[3] as string) >= (m[4] as string))
+    return `SMS_SEND_HOURS must look like "Mon-Sat 08:00-20:00" (got "${value}")`;
+  try {
+    new Intl.DateTimeFormat('en', { timeZone });
+  } catch {
+    return `SMS_TIME_ZONE must be an IANA time zone such as Europe/Paris (got "${timeZone}")`;
+  }
+  const days = Array.from({ length: to - from + 1 }, (_, i) => from + i + 1);
+  return { days, start: m[3] as string, end: m[4] as string, timeZone };
 }
 
 export class ConfigError extends Error {
@@ -107,6 +151,13 @@ export function loadConfig(env: Env = process.env): Config {
   const logoUrl = env.COMPANY_LOGO_URL || undefined;
   if (logoUrl && !/^(https?:\/\/|\/)/.test(logoUrl)) problems.push('COMPANY_LOGO_URL must be an http(s) URL or a path');
 
+  const smsProviderUrl = env.SMS_PROVIDER_URL || undefined;
+  if (smsProviderUrl && !/^https?:\/\/[^\s]+$/.test(smsProviderUrl)) problems.push('SMS_PROVIDER_URL must be an http(s) URL');
+  const quietHours = parseQuietHours(env.SMS_SEND_HOURS || 'Mon-Sat 08:00-20:00', env.SMS_TIME_ZONE || 'Europe/Paris');
+  if (typeof quietHours === 'string') problems.push(quietHours);
+  const hooksSecret = env.HOOKS_SECRET || undefined;
+  if (hooksSecret !== undefined && hooksSecret.length < 16) problems.push('HOOKS_SECRET must be at least 16 characters');
+
   const config: Config = {
     databaseUrl,
     database: typeof database === 'string' ? { dialect: 'sqlite', file: '' } : database,
@@ -138,6 +189,18 @@ export function loadConfig(env: Env = process.env): Config {
     company: { name: env.COMPANY_NAME || 'Assent', address: env.COMPANY_ADDRESS || '', logoUrl },
     doubleOptInExpiryDays: int('DOUBLE_OPT_IN_EXPIRY_DAYS', 7, 1, 365),
     rateLimitPerMinute: int('RATE_LIMIT_PER_MINUTE', 30, 1, 100000),
+    sms: {
+      providerUrl: smsProviderUrl,
+      providerToken: env.SMS_PROVIDER_TOKEN || undefined,
+      stopNumber: env.SMS_STOP_NUMBER || '36180',
+      quietHours: typeof quietHours === 'string' ? { days: [], start: '00:00', end: '24:00', timeZone: 'UTC' } : quietHours,
+    },
+    hooksSecret,
+    deliveries: {
+      ratePerSecond: int('DELIVERY_RATE_PER_SECOND', 0, 0, 100000),
+      batch: int('DELIVERY_BATCH', 200, 1, 10000),
+      leaseSeconds: int('DELIVERY_LEASE_SECONDS', 300, 1, 86400),
+    },
   };
   config.publicUrl = (publicUrl || `http://localhost:${config.port}`).replace(/\/+$/, '');
 

@@ -16,6 +16,13 @@ import {
 import pg from 'pg';
 import type { Config } from './config.ts';
 import type { ApiKeysTable } from './modules/auth/auth.table.ts';
+import type {
+  CampaignAudienceTable,
+  CampaignPurgesTable,
+  CampaignStepsTable,
+  CampaignsTable,
+  DeliveriesTable,
+} from './modules/campaigns/campaigns.table.ts';
 import type { ChannelsTable } from './modules/channels/channels.table.ts';
 import type { FormRendersTable, FormsTable, UsedTokensTable } from './modules/collection/collection.table.ts';
 import type {
@@ -29,6 +36,7 @@ import type { ContactsTable, FieldsTable } from './modules/contacts/contacts.tab
 import type { MessagesTable, TemplatesTable } from './modules/messaging/messaging.table.ts';
 import type { PurposesTable, PurposeVersionsTable } from './modules/purposes/purposes.table.ts';
 import type { JobRunsTable, SettingsTable } from './modules/scheduler/scheduler.table.ts';
+import type { SegmentsTable } from './modules/segments/segments.table.ts';
 import type { SuppressionsTable } from './modules/suppressions/suppressions.table.ts';
 
 export interface Database {
@@ -51,6 +59,12 @@ export interface Database {
   forms: FormsTable;
   form_renders: FormRendersTable;
   used_tokens: UsedTokensTable;
+  segments: SegmentsTable;
+  campaigns: CampaignsTable;
+  campaign_audience: CampaignAudienceTable;
+  campaign_steps: CampaignStepsTable;
+  deliveries: DeliveriesTable;
+  campaign_purges: CampaignPurgesTable;
 }
 
 export type Dialect = 'sqlite' | 'postgres';

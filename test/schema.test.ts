@@ -9,7 +9,11 @@ async function shapeOf(dialect: (typeof dialects)[number]) {
   const database = await createTestDatabase(dialect);
   const db = createDb(parseDatabaseUrl(database.url) as Parameters<typeof createDb>[0]);
   try {
-    expect(await migrateToLatest(db.kysely)).toEqual(['20261122120000_consent_core', '20261122180000_collection']);
+    expect(await migrateToLatest(db.kysely)).toEqual([
+      '20261122120000_consent_core',
+      '20261122180000_collection',
+      '20261123090000_campaigns',
+    ]);
     expect(await migrateToLatest(db.kysely)).toEqual([]);
     const tables = await db.kysely.introspection.getTables();
     return Object.fromEntries(

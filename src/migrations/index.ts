@@ -2,10 +2,12 @@
 import { type Kysely, type Migration, Migrator } from 'kysely';
 import * as consentCore from './20261122120000_consent_core.ts';
 import * as collection from './20261122180000_collection.ts';
+import * as campaigns from './20261123090000_campaigns.ts';
 
 const migrations: Record<string, Migration> = {
   '20261122120000_consent_core': consentCore,
   '20261122180000_collection': collection,
+  '20261123090000_campaigns': campaigns,
 };
 
 export async function migrateToLatest(db: Kysely<any>): Promise<string[]> {

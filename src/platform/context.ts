@@ -5,6 +5,7 @@ import type { Clock } from './clock.ts';
 import type { IdGenerator } from './ids.ts';
 import type { Logger } from './logger.ts';
 import type { Mailer } from './mailer.ts';
+import type { SmsProvider } from './sms.ts';
 
 /** Called inside the transaction that recorded consent events (e.g. to queue a double opt-in mail). */
 export type ConsentEventsHook = (
@@ -23,6 +24,7 @@ export interface AppContext {
   /** Small in-process caches of configuration, invalidated on local writes and by age. */
   cache: Map<string, { at: number; value: unknown }>;
   mailer: Mailer;
+  sms: SmsProvider;
   consentHooks: ConsentEventsHook[];
   /** Work started in the background (mail dispatch): awaited before closing. */
   background: Set<Promise<unknown>>;
