@@ -7,12 +7,14 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { type FastifyBaseLogger, type FastifyError, LogController } from 'fastify';
 import { Type } from 'typebox';
 import { authenticate, scopeAllows } from './modules/auth/index.ts';
+import { campaignRoutes } from './modules/campaigns/index.ts';
 import { channelRoutes } from './modules/channels/index.ts';
 import { collectionRoutes, messageRoutes } from './modules/collection/index.ts';
 import { consentRoutes } from './modules/consents/index.ts';
 import { contactRoutes } from './modules/contacts/index.ts';
 import { formApiRoutes, formPageRoutes } from './modules/forms/index.ts';
 import { governanceRoutes } from './modules/governance/index.ts';
+import { hookRoutes } from './modules/hooks/index.ts';
 import { messagingRoutes } from './modules/messaging/index.ts';
 import { purposeRoutes } from './modules/purposes/index.ts';
 import { suppressionRoutes } from './modules/suppressions/index.ts';
@@ -200,12 +202,15 @@ export async function buildApp(ctx: AppContext): Promise<App> {
   messagingRoutes(app, ctx);
   messageRoutes(app, ctx);
   formApiRoutes(app, ctx);
+  campaignRoutes(app, ctx);
   // Public pages take HTML form posts; the API keeps to JSON.
   await app.register(async (pages) => {
     await pages.register(formbody, { bodyLimit: 65_536 });
     collectionRoutes(pages as App, ctx);
     await formPageRoutes(pages as App, ctx);
   });
+  // Provider callbacks: signed raw JSON bodies, their own parser.
+  await hookRoutes(app, ctx);
 
   await app.ready();
   return app;

@@ -47,6 +47,18 @@ export const problemCodes = {
   redirect_not_allowed: { status: 422, title: 'The redirect URL is not on an allowed origin' },
   address_field_required: { status: 422, title: 'A form asks for an email or a phone' },
   field_required_for_channel: { status: 422, title: 'A channel of this form needs a field the form does not ask for' },
+  campaign_not_found: { status: 404, title: 'No such campaign' },
+  campaign_state: { status: 409, title: 'The campaign cannot do that in its current state' },
+  campaign_invalid: { status: 422, title: 'The campaign is not valid' },
+  campaign_templates_incomplete: {
+    status: 422,
+    title: 'A re-permission template needs the confirm link and an opt-out (unsubscribe link, or STOP for SMS)',
+  },
+  purge_not_allowed: { status: 409, title: 'This campaign cannot be purged now' },
+  hooks_not_configured: { status: 503, title: 'Provider callbacks are off: set HOOKS_SECRET' },
+  bad_signature: { status: 401, title: 'The signature is missing, wrong or too old' },
+  segment_invalid: { status: 400, title: 'The segment filter is not valid' },
+  segment_not_found: { status: 404, title: 'No such segment' },
   internal: { status: 500, title: 'Internal error' },
 } as const;
 

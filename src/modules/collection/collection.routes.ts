@@ -7,6 +7,8 @@ import { sendMessagePage, sendPage, stylesheet } from '../../pages/render.ts';
 import type { AppContext, RequestContext } from '../../platform/context.ts';
 import { type App, problems } from '../../platform/http.ts';
 import { type TokenKind, verifyToken } from '../../platform/tokens.ts';
+import { campaignLink, confirmDelivery, deliveryIdOfRef, recordClick } from '../campaigns/campaigns.confirm.ts';
+import { readShortDeliveryToken } from '../campaigns/campaigns.dispatch.ts';
 import { findContactRow } from '../contacts/index.ts';
 import {
   confirmDoubleOptIn,
@@ -87,6 +89,72 @@ export function collectionRoutes(app: App, ctx: AppContext): void {
     return { claims, contact, lang: chooseLang(request.query.lang, contact?.locale, request.headers['accept-language']) };
   }
 
+  /**
+   * A campaign confirm link: the short SMS form ("<delivery>.<signature>"), or a signed token whose
+   * ref names a campaign delivery. undefined: not a campaign link; null: answered (bad link).
+   */
+  async function campaignDeliveryOf(request: Req, reply: FastifyReply) {
+    const short = readShortDeliveryToken(ctx.secret, request.params.token);
+    if (short !== undefined) return { deliveryId: short, contactId: undefined };
+    if (/^\d+\./.test(request.params.token)) {
+      await claimsOr({ ...request, params: { token: '' } }, reply, 'confirm');
+      return null;
+    }
+    const check = verifyToken(ctx.secret, request.params.token, 'confirm', ctx.clock.now());
+    const deliveryId = check.ok ? deliveryIdOfRef(check.claims.ref) : undefined;
+    return deliveryId === undefined || !check.ok ? undefined : { deliveryId, contactId: check.claims.contactId };
+  }
+
+  async function campaignPage(request: Req, reply: FastifyReply, target: { deliveryId: number; contactId: string | undefined }) {
+    const contact = target.contactId ? await findContactRow(ctx.db.kysely, target.contactId) : undefined;
+    const lang = chooseLang(request.query.lang, contact?.locale, request.headers['accept-language']);
+    const link = await campaignLink(ctx, target.deliveryId, target.contactId, lang);
+    if (!link) {
+      await sendMessagePage(ctx, reply, { title: 'invalid_title', text: 'invalid_text' }, { lang, status: 400 });
+      return undefined;
+    }
+    return { link, lang };
+  }
+
+  async function showCampaignConfirm(request: Req, reply: FastifyReply, target: { deliveryId: number; contactId: string | undefined }) {
+    const page = await campaignPage(request, reply, target);
+    if (!page) return reply;
+    const { link, lang } = page;
+    await recordClick(ctx, link.delivery);
+    if (link.delivery.confirmed_at) return sendMessagePage(ctx, reply, { title: 'used_title', text: 'used_text' }, { lang });
+    if (!['running', 'paused'].includes(link.campaign.status) || Date.parse(link.campaign.deadline) <= ctx.clock.now().getTime())
+      return sendMessagePage(ctx, reply, { title: 'closed_title', text: 'closed_text' }, { lang, status: 410 });
+    const path = `/c/${request.params.token}`;
+    return sendPage(
+      ctx,
+      reply,
+      'confirm',
+      { items: link.items, action: `${path}?lang=${lang}`, landing: link.campaign.confirmation === 'landing', campaign: true },
+      { lang, path },
+    );
+  }
+
+  async function postCampaignConfirm(
+    request: Req & { body?: unknown; ip: string },
+    reply: FastifyReply,
+    target: { deliveryId: number; contactId: string | undefined },
+  ) {
+    const page = await campaignPage(request, reply, target);
+    if (!page) return reply;
+    const { link, lang } = page;
+    const body = (request.body ?? {}) as Record<string, string | string[]>;
+    const ticked = ([] as string[]).concat(body.consent ?? []).map((v) => v.split(':')[0] as string);
+    const outcome = await confirmDelivery(ctx, personRequest(request as FastifyRequest), link.delivery.id, {
+      source: 'campaign',
+      ...(link.campaign.confirmation === 'landing' ? { purposes: ticked } : {}),
+      evidence: evidenceOf(ctx, request as FastifyRequest, '/c/[token]', lang),
+    });
+    if (outcome === 'used') return sendMessagePage(ctx, reply, { title: 'used_title', text: 'used_text' }, { lang });
+    if (outcome === 'closed') return sendMessagePage(ctx, reply, { title: 'closed_title', text: 'closed_text' }, { lang, status: 410 });
+    if (outcome === 'nothing') return sendMessagePage(ctx, reply, { title: 'nothing_title', text: 'nothing_text' }, { lang });
+    return sendMessagePage(ctx, reply, { title: 'confirmed_title', text: 'confirmed_text' }, { lang });
+  }
+
   app.get('/assets/assent.css', { schema: { hide: true } }, async (_request, reply) =>
     reply.type('text/css; charset=utf-8').header('cache-control', 'public, max-age=3600').send(stylesheet),
   );
@@ -96,6 +164,9 @@ export function collectionRoutes(app: App, ctx: AppContext): void {
     '/c/:token',
     { schema: { hide: true, params: TokenParams, querystring: LangQuery }, config: { page: true } },
     async (request, reply) => {
+      const campaignDelivery = await campaignDeliveryOf(request, reply);
+      if (campaignDelivery === null) return reply;
+      if (campaignDelivery) return showCampaignConfirm(request, reply, campaignDelivery);
       const link = await linkOr(request, reply, 'confirm');
       if (!link) return reply;
       const { claims, lang } = link;
@@ -112,6 +183,9 @@ export function collectionRoutes(app: App, ctx: AppContext): void {
     '/c/:token',
     { schema: { hide: true, params: TokenParams, querystring: LangQuery, body: Type.Optional(FormBody) }, config: postLimit },
     async (request, reply) => {
+      const campaignDelivery = await campaignDeliveryOf(request, reply);
+      if (campaignDelivery === null) return reply;
+      if (campaignDelivery) return postCampaignConfirm(request, reply, campaignDelivery);
       const link = await linkOr(request, reply, 'confirm');
       if (!link) return reply;
       const { claims, lang } = link;

@@ -6,6 +6,7 @@ import { iso } from '../../platform/clock.ts';
 import type { AppContext, ConsentEventsHook, RequestContext } from '../../platform/context.ts';
 import { DomainError } from '../../platform/errors.ts';
 import { expiresIn, signToken, type TokenClaims } from '../../platform/tokens.ts';
+import { markUnsubscribed } from '../campaigns/campaigns.confirm.ts';
 import { type Channel, listChannels } from '../channels/index.ts';
 import { type ConsentInput, consentStatesOf, decide, recordConsents } from '../consents/index.ts';
 import { type ContactsTable, findContactRow } from '../contacts/index.ts';
@@ -220,6 +221,7 @@ export async function unsubscribe(ctx: AppContext, req: RequestContext, claims: 
     {
       onlyChanges: true,
       inTransaction: async (trx) => {
+        await markUnsubscribed(trx, claims.ref, iso(ctx.clock.now()));
         if (claims.all && hash) {
           await addSuppressions(trx, [
             { channel: channel.key, hash, reason: 'unsubscribed', source: 'unsubscribe link', at: iso(ctx.clock.now()) },

@@ -62,7 +62,8 @@ export interface Rules {
 export function statusAfter(prev: State | undefined, action: Action, rules: Rules, source: string): Status {
   switch (action) {
     case 'granted':
-      if (!rules.doubleOptIn || source === 'double_opt_in') return 'granted';
+      // A yes through a campaign's mailed link proves the address, as a double opt-in does.
+      if (!rules.doubleOptIn || source === 'double_opt_in' || source === 'campaign') return 'granted';
       return prev?.status === 'granted' && prev.confirmed ? 'granted' : 'pending';
     case 'confirmed':
     case 'renewed':
@@ -79,7 +80,7 @@ export function statusAfter(prev: State | undefined, action: Action, rules: Rule
 
 export function confirmedAfter(prev: State | undefined, action: string, status: string, source: string): boolean {
   if (status !== 'granted') return false;
-  if (action === 'confirmed' || action === 'renewed' || source === 'double_opt_in') return true;
+  if (action === 'confirmed' || action === 'renewed' || source === 'double_opt_in' || source === 'campaign') return true;
   return prev?.status === 'granted' && prev.confirmed;
 }
 

@@ -53,6 +53,50 @@ export const builtinTemplates: TemplateInput[] = [
       },
     },
   },
+  // Re-permission (RULES 17): a marketing message, so it carries the opt-out; the confirm link asks once.
+  {
+    key: 'repermission-first',
+    channel: 'email',
+    category: 'marketing',
+    variants: {
+      fr: {
+        subject: 'Souhaitez-vous continuer à recevoir nos informations ? — {{ company.name }}',
+        html: '<p>Bonjour{% if contact.firstName %} {{ contact.firstName }}{% endif %},</p><p>Nous tenons à ne vous écrire que si vous le souhaitez. Pour continuer à recevoir nos informations, confirmez-le avant le {{ campaign.deadline | date: "%d/%m/%Y" }} :</p><p><a class="button" href="{{ links.confirm }}">Je confirme</a></p><p>Sans réponse de votre part, nous cesserons de vous écrire et supprimerons vos coordonnées. Vous pouvez aussi <a href="{{ links.unsubscribe }}">vous désinscrire</a> dès maintenant.</p>',
+        text: 'Bonjour{% if contact.firstName %} {{ contact.firstName }}{% endif %},\n\nNous tenons à ne vous écrire que si vous le souhaitez. Pour continuer à recevoir nos informations, confirmez-le avant le {{ campaign.deadline | date: "%d/%m/%Y" }} : {{ links.confirm }}\n\nSans réponse de votre part, nous cesserons de vous écrire et supprimerons vos coordonnées. Pour vous désinscrire dès maintenant : {{ links.unsubscribe }}',
+      },
+      en: {
+        subject: 'Would you like to keep hearing from us? — {{ company.name }}',
+        html: '<p>Hello{% if contact.firstName %} {{ contact.firstName }}{% endif %},</p><p>We only want to write to you if you wish. To keep receiving our news, please confirm before {{ campaign.deadline | date: "%d/%m/%Y" }}:</p><p><a class="button" href="{{ links.confirm }}">I confirm</a></p><p>Without an answer we will stop writing to you and delete your details. You can also <a href="{{ links.unsubscribe }}">unsubscribe</a> now.</p>',
+        text: 'Hello{% if contact.firstName %} {{ contact.firstName }}{% endif %},\n\nWe only want to write to you if you wish. To keep receiving our news, please confirm before {{ campaign.deadline | date: "%d/%m/%Y" }}: {{ links.confirm }}\n\nWithout an answer we will stop writing to you and delete your details. To unsubscribe now: {{ links.unsubscribe }}',
+      },
+    },
+  },
+  {
+    key: 'repermission-reminder',
+    channel: 'email',
+    category: 'marketing',
+    variants: {
+      fr: {
+        subject: 'Rappel : confirmez-vous vouloir recevoir nos informations ? — {{ company.name }}',
+        html: '<p>Bonjour{% if contact.firstName %} {{ contact.firstName }}{% endif %},</p><p>Nous n’avons pas encore reçu votre réponse. Pour continuer à recevoir nos informations, confirmez-le avant le {{ campaign.deadline | date: "%d/%m/%Y" }} :</p><p><a class="button" href="{{ links.confirm }}">Je confirme</a></p><p>Sans réponse, nous cesserons de vous écrire. Vous pouvez aussi <a href="{{ links.unsubscribe }}">vous désinscrire</a>.</p>',
+        text: 'Bonjour{% if contact.firstName %} {{ contact.firstName }}{% endif %},\n\nNous n’avons pas encore reçu votre réponse. Pour continuer à recevoir nos informations, confirmez-le avant le {{ campaign.deadline | date: "%d/%m/%Y" }} : {{ links.confirm }}\n\nSans réponse, nous cesserons de vous écrire. Pour vous désinscrire : {{ links.unsubscribe }}',
+      },
+      en: {
+        subject: 'Reminder: would you like to keep hearing from us? — {{ company.name }}',
+        html: '<p>Hello{% if contact.firstName %} {{ contact.firstName }}{% endif %},</p><p>We have not heard from you yet. To keep receiving our news, please confirm before {{ campaign.deadline | date: "%d/%m/%Y" }}:</p><p><a class="button" href="{{ links.confirm }}">I confirm</a></p><p>Without an answer we will stop writing to you. You can also <a href="{{ links.unsubscribe }}">unsubscribe</a>.</p>',
+        text: 'Hello{% if contact.firstName %} {{ contact.firstName }}{% endif %},\n\nWe have not heard from you yet. To keep receiving our news, please confirm before {{ campaign.deadline | date: "%d/%m/%Y" }}: {{ links.confirm }}\n\nWithout an answer we will stop writing to you. To unsubscribe: {{ links.unsubscribe }}',
+      },
+    },
+  },
+  {
+    key: 'repermission-sms',
+    channel: 'sms',
+    category: 'marketing',
+    variants: {
+      fr: { body: '{{ company.name }} : souhaitez-vous continuer à recevoir nos offres par SMS ? Répondez OUI ou confirmez ici : {{ links.confirm }} STOP au {{ sms.stopNumber }}' },
+      en: { body: '{{ company.name }}: would you like to keep receiving our offers by text? Reply YES or confirm here: {{ links.confirm }} STOP to {{ sms.stopNumber }}' },
+    },
+  },
 ];
 
 /** The responsive layout every email is wrapped in; marketing mail gets the opt-out links. */

@@ -4,6 +4,7 @@ import { sql } from 'kysely';
 import { iso } from '../../platform/clock.ts';
 import type { AppContext } from '../../platform/context.ts';
 import { expireConsents, expirePending, takeCheckpoint } from '../consents/index.ts';
+import { dispatchDeliveries, runCampaignSteps } from '../campaigns/index.ts';
 import { dispatchDue } from '../messaging/index.ts';
 
 export interface JobResult {
@@ -34,33 +35,43 @@ const jobs: Job[] = [
       return checkpoint ? { digest: checkpoint.digest, heads: checkpoint.heads } : { digest: null, heads: 0 };
     },
   },
-  // Last: send what the jobs above (and the day's work) queued.
+  { name: 'campaign-steps', everySeconds: 0, run: async (ctx, at) => runCampaignSteps(ctx, at) },
+];
+
+/** Then send what the jobs above (and the day's work) queued: every node does, sharing the queues. */
+const dispatchJobs: Job[] = [
   { name: 'dispatch-messages', everySeconds: 0, run: async (ctx) => dispatchDue(ctx) },
+  { name: 'dispatch-deliveries', everySeconds: 0, run: async (ctx) => dispatchDeliveries(ctx) },
 ];
 
 const SCHEDULER_LOCK = 7_341_001;
 
 export async function runDueJobs(ctx: AppContext, at: Date, options: { force?: boolean } = {}): Promise<JobResult[]> {
+  return [...(await runScheduledJobs(ctx, at, options)), ...(await runJobs(ctx, at, dispatchJobs, options))];
+}
+
+/** The scheduled jobs alone; on PostgreSQL only the node holding the advisory lock runs them. */
+async function runScheduledJobs(ctx: AppContext, at: Date, options: { force?: boolean }): Promise<JobResult[]> {
   if (ctx.db.dialect === 'postgres') {
     // A session-level lock held on one pooled connection for the whole tick.
     return ctx.db.kysely.connection().execute(async (conn) => {
       const { rows } = await sql<{ locked: boolean }>`select pg_try_advisory_lock(${SCHEDULER_LOCK}) as locked`.execute(conn);
       if (!rows[0]?.locked) return jobs.map((j) => ({ job: j.name, ran: false }));
       try {
-        return await runJobs(ctx, at, options);
+        return await runJobs(ctx, at, jobs, options);
       } finally {
         await sql`select pg_advisory_unlock(${SCHEDULER_LOCK})`.execute(conn);
       }
     });
   }
-  return runJobs(ctx, at, options);
+  return runJobs(ctx, at, jobs, options);
 }
 
-async function runJobs(ctx: AppContext, at: Date, options: { force?: boolean }): Promise<JobResult[]> {
+async function runJobs(ctx: AppContext, at: Date, list: Job[], options: { force?: boolean }): Promise<JobResult[]> {
   const db = ctx.db.kysely;
   const runs = new Map((await db.selectFrom('job_runs').selectAll().execute()).map((r) => [r.job, r]));
   const results: JobResult[] = [];
-  for (const job of jobs) {
+  for (const job of list) {
     const last = runs.get(job.name);
     const due =
       options.force || !last || job.everySeconds === 0 || at.getTime() - new Date(last.last_run_at).getTime() >= job.everySeconds * 1000;

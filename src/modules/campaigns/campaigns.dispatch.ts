@@ -1,0 +1,283 @@
+// Sends queued campaign deliveries: claim a batch (other dispatchers skip it on PostgreSQL),
+// check the audience rule again just before each send, render, hand over, record each at once.
+// A delivery recorded as sent is never sent again; one claimed by a dispatcher that died is given
+// back when its lease runs out.
+import { createHmac } from 'node:crypto';
+import { type Selectable, sql, type Updateable } from 'kysely';
+import type { Executor } from '../../database.ts';
+import { iso } from '../../platform/clock.ts';
+import type { AppContext } from '../../platform/context.ts';
+import { nextSendTime } from '../../platform/quiet-hours.ts';
+import { linkFor, preferencesLink, unsubscribeLink } from '../collection/collection.service.ts';
+import { getTemplate, renderEmail, renderSms } from '../messaging/index.ts';
+import { type Campaign, exclusionCase, toCampaign } from './campaigns.service.ts';
+import type { DeliveriesTable } from './campaigns.table.ts';
+
+type Delivery = Selectable<DeliveriesTable>;
+
+export interface DeliveryDispatchResult {
+  sent: number;
+  stored: number;
+  cancelled: number;
+  deferred: number;
+  retried: number;
+  failed: number;
+}
+
+const MAX_ATTEMPTS = 5;
+
+/** Ref carried by every link of a delivery: "key/step/deliveryId". */
+export const deliveryRef = (d: Pick<Delivery, 'campaign_key' | 'step' | 'id'>) => `${d.campaign_key}/${d.step}/${d.id}`;
+
+/** A short signed token for SMS confirm links: "<delivery id>.<16 signature chars>". */
+export function shortDeliveryToken(secret: string, deliveryId: number): string {
+  return `${deliveryId}.${createHmac('sha256', secret).update(`sms-confirm:${deliveryId}`).digest('base64url').slice(0, 16)}`;
+}
+
+export function readShortDeliveryToken(secret: string, token: string): number | undefined {
+  const m = /^(\d{1,15})\.[A-Za-z0-9_-]{16}$/.exec(token);
+  if (!m) return undefined;
+  const id = Number(m[1]);
+  return shortDeliveryToken(secret, id) === token ? id : undefined;
+}
+
+const worker = `${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
+
+/** Gives back deliveries whose dispatcher died (lease over), then claims a batch of due ones. */
+async function claim(ctx: AppContext, limit: number): Promise<Delivery[]> {
+  const now = ctx.clock.now();
+  const db = ctx.db.kysely;
+  await db
+    .updateTable('deliveries')
+    .set({ status: 'queued', claimed_by: null, claimed_until: null })
+    .where('status', '=', 'sending')
+    .where('claimed_until', '<', iso(now))
+    .execute();
+  const running = db.selectFrom('campaigns').select('key').where('status', '=', 'running');
+  let due = db
+    .selectFrom('deliveries')
+    .select('id')
+    .where('status', '=', 'queued')
+    .where('send_after', '<=', iso(now))
+    .where('campaign_key', 'in', running)
+    .orderBy('send_after')
+    .limit(limit);
+  if (ctx.db.dialect === 'postgres') due = due.forUpdate().skipLocked();
+  const rows = await db
+    .updateTable('deliveries')
+    .set({
+      status: 'sending',
+      claimed_by: worker,
+      claimed_until: iso(new Date(now.getTime() + ctx.config.deliveries.leaseSeconds * 1000)),
+      attempts: sql`attempts + 1`,
+    })
+    .where('id', 'in', due)
+    .returningAll()
+    .execute();
+  return rows.map((r) => ({ ...r, id: Number(r.id), attempts: Number(r.attempts) }));
+}
+
+/** Sends every due delivery, batch after batch, until none is left (or `max` were handled). */
+export async function dispatchDeliveries(ctx: AppContext, options: { max?: number } = {}): Promise<DeliveryDispatchResult> {
+  const result: DeliveryDispatchResult = { sent: 0, stored: 0, cancelled: 0, deferred: 0, retried: 0, failed: 0 };
+  const campaigns = new Map<string, Campaign>();
+  const rate = ctx.config.deliveries.ratePerSecond;
+  const started = Date.now();
+  let handled = 0;
+  const parallel = Math.max(1, ctx.config.mail.smtpPoolSize * 2);
+  while (handled < (options.max ?? Number.POSITIVE_INFINITY)) {
+    const batch = await claim(ctx, Math.min(ctx.config.deliveries.batch, (options.max ?? Number.POSITIVE_INFINITY) - handled));
+    if (batch.length === 0) break;
+    for (const key of new Set(batch.map((d) => d.campaign_key))) {
+      if (!campaigns.has(key)) {
+        const row = await ctx.db.kysely.selectFrom('campaigns').selectAll().where('key', '=', key).executeTakeFirstOrThrow();
+        campaigns.set(key, toCampaign(row));
+      }
+    }
+    let next = 0;
+    const lane = async () => {
+      while (next < batch.length) {
+        const delivery = batch[next++] as Delivery;
+        if (rate > 0) {
+          // Paced: the n-th send of this run waits for its slot.
+          const wait = started + (handled * 1000) / rate - Date.now();
+          if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+        }
+        handled += 1;
+        await sendDelivery(ctx, campaigns.get(delivery.campaign_key) as Campaign, delivery, result);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(parallel, batch.length) }, lane));
+  }
+  return result;
+}
+
+/** Why this delivery must not go now (RULES 17), or null: asked just before the send. */
+async function audienceRuleNow(ctx: AppContext, campaign: Campaign, contactId: string): Promise<string | null> {
+  const row = await ctx.db.kysely
+    .selectFrom('contacts as c')
+    .select([
+      'c.erased_at',
+      exclusionCase(campaign).as('reason'),
+      sql<number>`(select count(*) from consent_states cs where cs.contact_id = c.id and cs.channel_key = ${campaign.channel}
+        and cs.purpose_key in (${sql.join(campaign.purposes.map((p) => sql`${p}`))}) and cs.status = 'granted')`.as('granted'),
+    ])
+    .where('c.id', '=', contactId)
+    .executeTakeFirst();
+  if (!row || row.erased_at) return 'erased';
+  if (row.reason) return row.reason;
+  if (Number(row.granted) >= campaign.purposes.length) return 'confirmed';
+  return null;
+}
+
+async function sendDelivery(ctx: AppContext, campaign: Campaign, d: Delivery, result: DeliveryDispatchResult): Promise<void> {
+  const db = ctx.db.kysely;
+  try {
+    const why = await audienceRuleNow(ctx, campaign, d.contact_id);
+    if (why) {
+      await finish(db, d.id, { status: 'cancelled', last_error: `not sent: ${why}` });
+      result.cancelled += 1;
+      return;
+    }
+    if (campaign.channel === 'sms') {
+      const at = nextSendTime(ctx.clock.now(), ctx.config.sms.quietHours);
+      if (at.getTime() > ctx.clock.now().getTime()) {
+        await finish(db, d.id, { status: 'queued', send_after: iso(at), last_error: 'deferred: outside SMS sending hours' });
+        result.deferred += 1;
+        return;
+      }
+    }
+    const contact = await db.selectFrom('contacts').selectAll().where('id', '=', d.contact_id).executeTakeFirstOrThrow();
+    const template = await getTemplate(ctx, d.template === 'first' ? campaign.templates.first : campaign.templates.reminder);
+    const ref = deliveryRef(d);
+    const days = Math.max(1, Math.ceil((Date.parse(campaign.deadline) - ctx.clock.now().getTime()) / 86_400_000) + 1);
+    const unsubscribe = unsubscribeLink(ctx, contact.id, undefined, campaign.channel, { all: true, ref: `campaign:${ref}` });
+    const vars = {
+      contact: { firstName: contact.first_name, lastName: contact.last_name, email: contact.email },
+      company: { name: ctx.config.company.name, address: ctx.config.company.address },
+      campaign: { name: campaign.name, deadline: campaign.deadline },
+      sms: { stopNumber: ctx.config.sms.stopNumber },
+      links: {
+        confirm:
+          campaign.channel === 'sms'
+            ? `${ctx.config.publicUrl}/c/${shortDeliveryToken(ctx.secret, d.id)}`
+            : linkFor(ctx, 'c', { kind: 'confirm', contactId: contact.id, channel: campaign.channel, ref: `campaign:${ref}`, days }),
+        unsubscribe,
+        preferences: preferencesLink(ctx, contact.id),
+      },
+    };
+    const now = iso(ctx.clock.now());
+    if (campaign.channel === 'sms') {
+      const sms = await renderSms(template, contact.locale, vars);
+      if (!contact.phone) throw new Error('no phone number');
+      if (ctx.sms.kind === 'outbox') {
+        // The outbox provider: the SMS is kept, readable with GET /v1/outbox, in the same
+        // transaction that records the delivery as done.
+        await db.transaction().execute(async (trx) => {
+          const messageId = await storeInOutbox(ctx, trx, d, campaign, contact.phone as string, sms.locale, null, null, sms.body, {});
+          await finish(trx, d.id, { status: 'stored', sent_at: now, provider_ref: messageId, last_error: null });
+        });
+        result.stored += 1;
+        return;
+      }
+      const { providerRef } = await ctx.sms.send({ to: contact.phone, body: sms.body, reference: String(d.id) });
+      await finish(db, d.id, { status: 'sent', sent_at: iso(ctx.clock.now()), provider_ref: providerRef, last_error: null });
+      result.sent += 1;
+      return;
+    }
+    if (!contact.email) throw new Error('no email address');
+    const email = await renderEmail(ctx, template, contact.locale, vars);
+    const headers = {
+      'List-Unsubscribe': `<${unsubscribe}>, <mailto:${ctx.config.mail.unsubscribeMailto}?subject=unsubscribe>`,
+      'List-Unsubscribe-Post': 'List-Unsubscribe=One-Click',
+    };
+    const messageId = `<d${d.id}.${campaign.key}@${mailDomain(ctx)}>`;
+    if (ctx.mailer.kind === 'outbox') {
+      await db.transaction().execute(async (trx) => {
+        await storeInOutbox(ctx, trx, d, campaign, contact.email as string, email.locale, email.subject, email.html, email.text, headers, messageId);
+        await finish(trx, d.id, { status: 'stored', sent_at: now, provider_ref: messageId, last_error: null });
+      });
+      result.stored += 1;
+      return;
+    }
+    await ctx.mailer.send({
+      messageId,
+      from: ctx.config.mail.from,
+      to: contact.email,
+      subject: email.subject,
+      html: email.html,
+      text: email.text,
+      headers,
+    });
+    // Recorded at once, message by message: a crash can only repeat the one in flight.
+    await finish(db, d.id, { status: 'sent', sent_at: iso(ctx.clock.now()), provider_ref: messageId, last_error: null });
+    result.sent += 1;
+  } catch (error) {
+    const last = d.attempts >= MAX_ATTEMPTS;
+    const retryAt = new Date(ctx.clock.now().getTime() + 60_000 * 2 ** d.attempts);
+    await finish(db, d.id, {
+      status: last ? 'failed' : 'queued',
+      send_after: iso(retryAt),
+      last_error: String((error as Error).message)
+        .replace(/[^\s@<>"']+@[^\s@<>"']+/g, '[address]')
+        .slice(0, 500),
+    }).catch(() => {});
+    result[last ? 'failed' : 'retried'] += 1;
+    ctx.logger.warn({ delivery: d.id, campaign: d.campaign_key, attempt: d.attempts, final: last }, 'a campaign message could not be sent');
+  }
+}
+
+async function finish(db: Executor, id: number, set: Updateable<DeliveriesTable>): Promise<void> {
+  await db
+    .updateTable('deliveries')
+    .set({ ...set, claimed_by: null, claimed_until: null })
+    .where('id', '=', id)
+    .execute();
+}
+
+const mailDomain = (ctx: AppContext) => {
+  const from = /<([^>]+)>\s*$/.exec(ctx.config.mail.from)?.[1] ?? ctx.config.mail.from;
+  return from.split('@')[1] ?? 'localhost';
+};
+
+async function storeInOutbox(
+  ctx: AppContext,
+  trx: Executor,
+  d: Delivery,
+  campaign: Campaign,
+  to: string,
+  locale: string,
+  subject: string | null,
+  html: string | null,
+  body: string,
+  headers: Record<string, string>,
+  messageId?: string,
+): Promise<string> {
+  const id = ctx.newId();
+  const now = iso(ctx.clock.now());
+  await trx
+    .insertInto('messages')
+    .values({
+      id,
+      contact_id: d.contact_id,
+      kind: 'campaign',
+      channel_key: campaign.channel,
+      to_address: to,
+      template_key: d.template === 'first' ? campaign.templates.first : campaign.templates.reminder,
+      purpose_key: campaign.purposes[0] ?? null,
+      locale,
+      subject,
+      html,
+      body,
+      headers: JSON.stringify(headers),
+      status: 'stored',
+      attempts: 1,
+      last_error: null,
+      message_id: messageId ?? `<${id.toLowerCase()}@${mailDomain(ctx)}>`,
+      created_at: now,
+      send_after: now,
+      sent_at: now,
+    })
+    .execute();
+  return messageId ?? id;
+}

@@ -1,0 +1,13 @@
+export { campaignRoutes } from './campaigns.routes.ts';
+export { confirmDelivery, type DeliveryConfirmOutcome, deliveryIdOfRef, markUnsubscribed } from './campaigns.confirm.ts';
+export { type DeliveryDispatchResult, dispatchDeliveries, readShortDeliveryToken, shortDeliveryToken } from './campaigns.dispatch.ts';
+export {
+  type Campaign,
+  createCampaign,
+  getCampaign,
+  launchCampaign,
+  listCampaigns,
+  runCampaignSteps,
+  setCampaignStatus,
+} from './campaigns.service.ts';
+export { campaignStats, nonResponders, purgeCampaign } from './campaigns.stats.ts';
