@@ -1,4 +1,4 @@
-// The `assent` command: serve, migrate, keys, ledger, scheduler. Every command honours
+// The `assent` command: serve, worker, migrate, keys, ledger, outbox, campaigns, scheduler. Every command honours
 // DATABASE_URL and prints one JSON document with --json.
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { ConfigError, loadConfig } from './config.ts';
@@ -74,6 +74,26 @@ program
     ctx.logger.info({ port: config.port, host: config.host, store: config.database.dialect }, 'assent is serving');
     const anyKey = await ctx.db.kysely.selectFrom('api_keys').select('id').where('revoked_at', 'is', null).limit(1).executeTakeFirst();
     if (!anyKey) ctx.logger.warn('no API key yet: create one with `npx assent keys create --name admin --scope admin`');
+    const shutdown = () => {
+      stop().then(
+        () => process.exit(0),
+        () => process.exit(1),
+      );
+    };
+    process.once('SIGINT', shutdown);
+    process.once('SIGTERM', shutdown);
+  });
+
+program
+  .command('worker')
+  .description('Run scheduled jobs and send queued messages and campaign deliveries (no HTTP)')
+  .action(async () => {
+    const config = loadConfig(process.env);
+    const { createContext } = await import('./boot.ts');
+    const { startWorker } = await import('./worker.ts');
+    const ctx = await createContext(config);
+    const stop = startWorker(ctx);
+    ctx.logger.info({ store: config.database.dialect, pid: process.pid }, 'assent worker started');
     const shutdown = () => {
       stop().then(
         () => process.exit(0),
@@ -213,6 +233,50 @@ outbox
         message.text,
       ].join('\n'),
     );
+  });
+
+const campaigns = program.command('campaigns').description('Re-permission campaigns');
+campaigns
+  .command('list')
+  .description('List campaigns')
+  .option('--json', 'print JSON')
+  .action(async (opts: { json?: boolean }) => {
+    const { listCampaigns } = await import('./modules/campaigns/index.ts');
+    const items = await withContext((ctx) => listCampaigns(ctx));
+    print(!!opts.json, { items }, () =>
+      table(items.map((c) => ({ key: c.key, status: c.status, channel: c.channel, startAt: c.startAt, deadline: c.deadline }))),
+    );
+  });
+campaigns
+  .command('stats')
+  .description('Counts per step and in total (audience, excluded, sent, clicked, confirmed, unsubscribed…)')
+  .argument('<key>', 'campaign key')
+  .option('--json', 'print JSON')
+  .action(async (key: string, opts: { json?: boolean }) => {
+    const { campaignStats } = await import('./modules/campaigns/index.ts');
+    const stats = await withContext((ctx) => campaignStats(ctx, key));
+    print(!!opts.json, stats, () => {
+      const cols = (r: Record<string, unknown>) => ({
+        audience: r.audience,
+        queued: r.queued,
+        sent: r.sent,
+        failed: r.failed,
+        cancelled: r.cancelled,
+        clicked: r.clicked,
+        confirmed: r.confirmed,
+        unsubscribed: r.unsubscribed,
+        bounced: r.bounced,
+        pending: r.pending,
+      });
+      const excluded = Object.entries(stats.totals.excludedByReason)
+        .map(([reason, n]) => `${reason} ${n}`)
+        .join(', ');
+      return [
+        `campaign ${stats.campaign} (${stats.status}) — excluded at launch: ${stats.totals.excluded}${excluded ? ` (${excluded})` : ''}`,
+        '',
+        table([...stats.steps.map((s) => ({ step: String(s.step), ...cols(s) })), { step: 'total', ...cols(stats.totals) }]),
+      ].join('\n');
+    });
   });
 
 const scheduler = program.command('scheduler').description('Scheduled jobs');

@@ -1,9 +1,9 @@
 // What people do with a campaign message: open the confirm page (a click, recorded per delivery
 // and as an interaction), confirm (renewed, or granted when there was no consent), or reply by SMS.
 import type { Selectable } from 'kysely';
+import type { Executor } from '../../database.ts';
 import { iso } from '../../platform/clock.ts';
 import type { AppContext, RequestContext } from '../../platform/context.ts';
-import type { Executor } from '../../database.ts';
 import type { Evidence } from '../collection/collection.service.ts';
 import { consentStatesOf, recordConsents } from '../consents/index.ts';
 import { touchInteractionRows } from '../contacts/index.ts';
@@ -28,7 +28,12 @@ export interface CampaignLink {
 }
 
 /** The delivery a link names, if it is this contact's (the token's contact, when it names one). */
-export async function campaignLink(ctx: AppContext, deliveryId: number, contactId: string | undefined, lang: string): Promise<CampaignLink | undefined> {
+export async function campaignLink(
+  ctx: AppContext,
+  deliveryId: number,
+  contactId: string | undefined,
+  lang: string,
+): Promise<CampaignLink | undefined> {
   const row = await findDelivery(ctx.db.kysely, deliveryId);
   if (!row || (contactId !== undefined && row.contact_id !== contactId)) return undefined;
   const campaign = await getCampaign(ctx, row.campaign_key);
@@ -70,7 +75,11 @@ export async function confirmDelivery(
   const campaign = await getCampaign(ctx, delivery.campaign_key);
   if (campaign.status !== 'running' && campaign.status !== 'paused') return 'closed';
   if (Date.parse(campaign.deadline) <= ctx.clock.now().getTime()) return 'closed';
-  const contact = await ctx.db.kysely.selectFrom('contacts').select(['id', 'erased_at']).where('id', '=', delivery.contact_id).executeTakeFirst();
+  const contact = await ctx.db.kysely
+    .selectFrom('contacts')
+    .select(['id', 'erased_at'])
+    .where('id', '=', delivery.contact_id)
+    .executeTakeFirst();
   if (!contact || contact.erased_at) return 'nothing';
   const chosen = options.purposes ? campaign.purposes.filter((p) => options.purposes?.includes(p)) : campaign.purposes;
   if (chosen.length === 0) return 'nothing';
@@ -87,7 +96,10 @@ export async function confirmDelivery(
       channel: campaign.channel,
       action: states.has(`${purpose}:${campaign.channel}`) ? ('renew' as const) : ('grant' as const),
       source: { type: options.source, ref },
-      evidence: { ...options.evidence, method: options.evidence.method ?? (options.source === 'sms_reply' ? 'SMS reply' : 'campaign confirm page') },
+      evidence: {
+        ...options.evidence,
+        method: options.evidence.method ?? (options.source === 'sms_reply' ? 'SMS reply' : 'campaign confirm page'),
+      },
     })),
     {
       inTransaction: async (trx) => {

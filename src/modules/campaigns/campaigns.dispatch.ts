@@ -194,7 +194,19 @@ async function sendDelivery(ctx: AppContext, campaign: Campaign, d: Delivery, re
     const messageId = `<d${d.id}.${campaign.key}@${mailDomain(ctx)}>`;
     if (ctx.mailer.kind === 'outbox') {
       await db.transaction().execute(async (trx) => {
-        await storeInOutbox(ctx, trx, d, campaign, contact.email as string, email.locale, email.subject, email.html, email.text, headers, messageId);
+        await storeInOutbox(
+          ctx,
+          trx,
+          d,
+          campaign,
+          contact.email as string,
+          email.locale,
+          email.subject,
+          email.html,
+          email.text,
+          headers,
+          messageId,
+        );
         await finish(trx, d.id, { status: 'stored', sent_at: now, provider_ref: messageId, last_error: null });
       });
       result.stored += 1;

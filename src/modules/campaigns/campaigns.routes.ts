@@ -2,14 +2,7 @@
 import { Type } from 'typebox';
 import type { AppContext } from '../../platform/context.ts';
 import { type App, ListOf, problems } from '../../platform/http.ts';
-import {
-  CampaignKeyParams,
-  CampaignSchema,
-  CreateCampaignBody,
-  PatchCampaignBody,
-  PurgeBody,
-  StatsSchema,
-} from './campaigns.schema.ts';
+import { CampaignKeyParams, CampaignSchema, CreateCampaignBody, PatchCampaignBody, PurgeBody, StatsSchema } from './campaigns.schema.ts';
 import { createCampaign, getCampaign, launchCampaign, listCampaigns, patchCampaign, setCampaignStatus } from './campaigns.service.ts';
 import { campaignStats, lastPurge, nonResponders, purgeCampaign } from './campaigns.stats.ts';
 
@@ -57,7 +50,12 @@ export function campaignRoutes(app: App, ctx: AppContext): void {
     '/v1/campaigns',
     {
       config: { scope: 'write' },
-      schema: { tags, summary: 'Create a re-permission campaign (a draft)', body: CreateCampaignBody, response: { 201: CampaignSchema, ...problems(409) } },
+      schema: {
+        tags,
+        summary: 'Create a re-permission campaign (a draft)',
+        body: CreateCampaignBody,
+        response: { 201: CampaignSchema, ...problems(409) },
+      },
     },
     async (request, reply) => reply.code(201).send(await createCampaign(ctx, request.body)),
   );
@@ -102,7 +100,12 @@ export function campaignRoutes(app: App, ctx: AppContext): void {
       `/v1/campaigns/:key/${action}`,
       {
         config: { scope: 'write' },
-        schema: { tags, summary: `${action[0]?.toUpperCase()}${action.slice(1)} a campaign`, params: CampaignKeyParams, response: { 200: CampaignSchema, ...problems(404, 409) } },
+        schema: {
+          tags,
+          summary: `${action[0]?.toUpperCase()}${action.slice(1)} a campaign`,
+          params: CampaignKeyParams,
+          response: { 200: CampaignSchema, ...problems(404, 409) },
+        },
       },
       async (request) => setCampaignStatus(ctx, request.params.key, action),
     );
@@ -110,7 +113,15 @@ export function campaignRoutes(app: App, ctx: AppContext): void {
 
   app.get(
     '/v1/campaigns/:key/stats',
-    { config: { scope: 'read' }, schema: { tags, summary: 'Counts per step, in total, and per day', params: CampaignKeyParams, response: { 200: StatsSchema, ...problems(404) } } },
+    {
+      config: { scope: 'read' },
+      schema: {
+        tags,
+        summary: 'Counts per step, in total, and per day',
+        params: CampaignKeyParams,
+        response: { 200: StatsSchema, ...problems(404) },
+      },
+    },
     async (request) => campaignStats(ctx, request.params.key),
   );
 
@@ -118,7 +129,13 @@ export function campaignRoutes(app: App, ctx: AppContext): void {
     '/v1/campaigns/:key/report',
     {
       config: { scope: 'read' },
-      schema: { tags, summary: 'The non-responders (paged)', params: CampaignKeyParams, querystring: ReportQuery, response: { 200: ReportSchema, ...problems(404) } },
+      schema: {
+        tags,
+        summary: 'The non-responders (paged)',
+        params: CampaignKeyParams,
+        querystring: ReportQuery,
+        response: { 200: ReportSchema, ...problems(404) },
+      },
     },
     async (request) => nonResponders(ctx, request.params.key, request.query.cursor, request.query.limit ?? 100),
   );
@@ -140,7 +157,10 @@ export function campaignRoutes(app: App, ctx: AppContext): void {
 
   app.get(
     '/v1/campaigns/:key/purge',
-    { config: { scope: 'read' }, schema: { tags, summary: 'The last purge’s report', params: CampaignKeyParams, response: { 200: PurgeSchema, ...problems(404) } } },
+    {
+      config: { scope: 'read' },
+      schema: { tags, summary: 'The last purge’s report', params: CampaignKeyParams, response: { 200: PurgeSchema, ...problems(404) } },
+    },
     async (request) => lastPurge(ctx, request.params.key),
   );
 }

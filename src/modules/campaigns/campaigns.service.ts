@@ -107,7 +107,10 @@ export async function getCampaign(ctx: AppContext, key: string, db: Executor = c
 }
 
 /** Checks what refers to other things (segment, purposes, channel, templates) and the dates. */
-async function checkDefinition(ctx: AppContext, c: Omit<Campaign, 'status' | 'launchReport' | 'launchedAt' | 'closedAt' | 'createdAt' | 'updatedAt'>) {
+async function checkDefinition(
+  ctx: AppContext,
+  c: Omit<Campaign, 'status' | 'launchReport' | 'launchedAt' | 'closedAt' | 'createdAt' | 'updatedAt'>,
+) {
   const errors: FieldError[] = [];
   const segment = await ctx.db.kysely.selectFrom('segments').select('key').where('key', '=', c.segment).executeTakeFirst();
   if (!segment) errors.push({ path: '/segment', message: `there is no segment "${c.segment}"` });
@@ -190,7 +193,9 @@ export async function patchCampaign(ctx: AppContext, key: string, patch: Partial
   if (current.status === 'cancelled' || current.status === 'closed')
     throw new DomainError('campaign_state', `Campaign "${key}" is ${current.status}: it no longer changes`);
   if (current.status !== 'draft') {
-    const frozen = (['segment', 'purposes', 'channel', 'startAt', 'confirmation', 'addNewcomers'] as const).filter((f) => patch[f] !== undefined);
+    const frozen = (['segment', 'purposes', 'channel', 'startAt', 'confirmation', 'addNewcomers'] as const).filter(
+      (f) => patch[f] !== undefined,
+    );
     if (frozen.length > 0)
       throw new DomainError(
         'campaign_state',
@@ -240,7 +245,8 @@ export function checkRepermissionTemplate(template: Template, path: string): Fie
         ? Object.entries({ html: (variant as { html: string }).html, text: (variant as { text: string }).text })
         : [['body', (variant as { body: string }).body] as const];
     for (const [field, source] of parts) {
-      if (!CONFIRM_LINK.test(source ?? '')) errors.push({ path: `${path}/variants/${locale}/${field}`, message: 'must contain {{ links.confirm }}' });
+      if (!CONFIRM_LINK.test(source ?? ''))
+        errors.push({ path: `${path}/variants/${locale}/${field}`, message: 'must contain {{ links.confirm }}' });
       if (template.channel === 'email' && !OPT_OUT_LINK.test(source ?? ''))
         errors.push({ path: `${path}/variants/${locale}/${field}`, message: 'must contain {{ links.unsubscribe }}' });
       if (template.channel === 'sms' && !/\bSTOP\b/.test(source ?? ''))
@@ -252,7 +258,9 @@ export function checkRepermissionTemplate(template: Template, path: string): Fie
 
 /** The address column and hash column for the campaign's channel. */
 const addressColumns = (channel: 'email' | 'sms') =>
-  channel === 'sms' ? { address: sql.ref('c.phone'), hash: sql.ref('c.phone_hash') } : { address: sql.ref('c.email'), hash: sql.ref('c.email_hash') };
+  channel === 'sms'
+    ? { address: sql.ref('c.phone'), hash: sql.ref('c.phone_hash') }
+    : { address: sql.ref('c.email'), hash: sql.ref('c.email_hash') };
 
 /**
  * Why a contact may not receive this campaign (RULES 17), as one SQL CASE: null when it may.
@@ -318,7 +326,8 @@ export async function audienceCounts(db: Executor, key: string): Promise<{ audie
  */
 export async function launchCampaign(ctx: AppContext, key: string): Promise<Campaign> {
   const campaign = await getCampaign(ctx, key);
-  if (campaign.status !== 'draft') throw new DomainError('campaign_state', `Campaign "${key}" is ${campaign.status}: only a draft launches`);
+  if (campaign.status !== 'draft')
+    throw new DomainError('campaign_state', `Campaign "${key}" is ${campaign.status}: only a draft launches`);
   const now = ctx.clock.now();
   if (Date.parse(campaign.deadline) <= now.getTime())
     throw new DomainError('campaign_invalid', 'The deadline has passed', [{ path: '/deadline', message: 'is in the past' }]);
@@ -345,7 +354,11 @@ export async function launchCampaign(ctx: AppContext, key: string): Promise<Camp
       excludedByReason: counts.excludedByReason,
       launchedAt: at,
     };
-    await trx.updateTable('campaigns').set({ launch_report: JSON.stringify(report) }).where('key', '=', key).execute();
+    await trx
+      .updateTable('campaigns')
+      .set({ launch_report: JSON.stringify(report) })
+      .where('key', '=', key)
+      .execute();
   });
   ctx.logger.info({ campaign: key }, 'campaign launched');
   await runCampaignSteps(ctx, now, key);

@@ -31,7 +31,9 @@ const answered = (db: Executor, key: string) =>
     .selectFrom('deliveries as r')
     .select('r.contact_id')
     .where('r.campaign_key', '=', key)
-    .where((eb) => eb.or([eb('r.confirmed_at', 'is not', null), eb('r.unsubscribed_at', 'is not', null), eb('r.bounced_at', 'is not', null)]));
+    .where((eb) =>
+      eb.or([eb('r.confirmed_at', 'is not', null), eb('r.unsubscribed_at', 'is not', null), eb('r.bounced_at', 'is not', null)]),
+    );
 
 export async function campaignStats(ctx: AppContext, key: string) {
   const campaign = await getCampaign(ctx, key);
@@ -193,7 +195,12 @@ export async function purgeCampaign(ctx: AppContext, req: RequestContext, key: s
   if (campaign.status !== 'closed')
     throw new DomainError('purge_not_allowed', `Campaign "${key}" is ${campaign.status}: the purge comes after its deadline`);
   const db = ctx.db.kysely;
-  const previous = await db.selectFrom('campaign_purges').selectAll().where('campaign_key', '=', key).orderBy('started_at', 'desc').executeTakeFirst();
+  const previous = await db
+    .selectFrom('campaign_purges')
+    .selectAll()
+    .where('campaign_key', '=', key)
+    .orderBy('started_at', 'desc')
+    .executeTakeFirst();
   if (previous?.status === 'completed' && !dryRun) return toReport(previous);
 
   const candidates = await db
@@ -202,9 +209,15 @@ export async function purgeCampaign(ctx: AppContext, req: RequestContext, key: s
     .select(['a.contact_id', 'c.erased_at'])
     .where('a.campaign_key', '=', key)
     .where('a.excluded_reason', 'is', null)
-    .where('a.contact_id', 'not in', db.selectFrom('deliveries as r').select('r.contact_id').where('r.campaign_key', '=', key).where((eb) =>
-      eb.or([eb('r.confirmed_at', 'is not', null), eb('r.unsubscribed_at', 'is not', null)]),
-    ))
+    .where(
+      'a.contact_id',
+      'not in',
+      db
+        .selectFrom('deliveries as r')
+        .select('r.contact_id')
+        .where('r.campaign_key', '=', key)
+        .where((eb) => eb.or([eb('r.confirmed_at', 'is not', null), eb('r.unsubscribed_at', 'is not', null)])),
+    )
     .orderBy('a.contact_id')
     .execute();
   const pairs = (await listPurposes(ctx)).flatMap((p) => p.channels.map((channel) => ({ purpose: p.key, channel })));
@@ -247,19 +260,36 @@ export async function purgeCampaign(ctx: AppContext, req: RequestContext, key: s
         .where('id', '=', id)
         .execute();
   }
-  await db.updateTable('campaign_purges').set({ status: 'completed', completed_at: iso(ctx.clock.now()) }).where('id', '=', id).execute();
+  await db
+    .updateTable('campaign_purges')
+    .set({ status: 'completed', completed_at: iso(ctx.clock.now()) })
+    .where('id', '=', id)
+    .execute();
   ctx.logger.info({ campaign: key, erased: toErase.length }, 'campaign purge completed');
   return toReport(await db.selectFrom('campaign_purges').selectAll().where('id', '=', id).executeTakeFirstOrThrow());
 }
 
 export async function lastPurge(ctx: AppContext, key: string): Promise<PurgeReport> {
   await getCampaign(ctx, key);
-  const row = await ctx.db.kysely.selectFrom('campaign_purges').selectAll().where('campaign_key', '=', key).orderBy('started_at', 'desc').executeTakeFirst();
+  const row = await ctx.db.kysely
+    .selectFrom('campaign_purges')
+    .selectAll()
+    .where('campaign_key', '=', key)
+    .orderBy('started_at', 'desc')
+    .executeTakeFirst();
   if (!row) throw new DomainError('not_found', `Campaign "${key}" has not been purged`);
   return toReport(row);
 }
 
-function toReport(row: { id: string; campaign_key: string; status: string; counts: string; erased: number; started_at: string; completed_at: string | null }): PurgeReport {
+function toReport(row: {
+  id: string;
+  campaign_key: string;
+  status: string;
+  counts: string;
+  erased: number;
+  started_at: string;
+  completed_at: string | null;
+}): PurgeReport {
   return {
     id: row.id,
     campaign: row.campaign_key,

@@ -1,6 +1,6 @@
-export { campaignRoutes } from './campaigns.routes.ts';
 export { confirmDelivery, type DeliveryConfirmOutcome, deliveryIdOfRef, markUnsubscribed } from './campaigns.confirm.ts';
 export { type DeliveryDispatchResult, dispatchDeliveries, readShortDeliveryToken, shortDeliveryToken } from './campaigns.dispatch.ts';
+export { campaignRoutes } from './campaigns.routes.ts';
 export {
   type Campaign,
   createCampaign,
