@@ -8,7 +8,7 @@ import { DomainError, type FieldError } from '../../platform/errors.ts';
 import { listChannels } from '../channels/index.ts';
 import { getTemplate, type Template } from '../messaging/index.ts';
 import { listPurposes } from '../purposes/index.ts';
-import { getSegment, segmentWhere } from '../segments/index.ts';
+import { type Filter, getSegment, segmentWhere } from '../segments/index.ts';
 import type { CampaignsTable } from './campaigns.table.ts';
 
 export type CampaignStatus = 'draft' | 'running' | 'paused' | 'cancelled' | 'closed';
@@ -285,11 +285,10 @@ export function exclusionCase(campaign: Pick<Campaign, 'channel' | 'purposes'>, 
 }
 
 /** Adds the segment's members not yet in the audience (all of them at launch), with their exclusion. */
-async function addToAudience(ctx: AppContext, db: Executor, campaign: Campaign, at: string): Promise<void> {
-  const segment = await getSegment(ctx, campaign.segment);
+async function addToAudience(db: Executor, campaign: Campaign, filter: Filter, at: string): Promise<void> {
   const select = db
     .selectFrom('contacts as c')
-    .where(segmentWhere(segment.filter, 'c') as unknown as Expression<SqlBool>)
+    .where(segmentWhere(filter, 'c') as unknown as Expression<SqlBool>)
     .select([
       sql<string>`${campaign.key}`.as('campaign_key'),
       'c.id as contact_id',
@@ -338,6 +337,8 @@ export async function launchCampaign(ctx: AppContext, key: string): Promise<Camp
   if (errors.length > 0)
     throw new DomainError('campaign_templates_incomplete', errors.map((e) => `${e.path} ${e.message}`).join('; '), errors);
   const at = iso(now);
+  // Read before the transaction: on SQLite the one writer connection is the transaction's.
+  const { filter } = await getSegment(ctx, campaign.segment);
   await ctx.db.kysely.transaction().execute(async (trx) => {
     const updated = await trx
       .updateTable('campaigns')
@@ -346,7 +347,7 @@ export async function launchCampaign(ctx: AppContext, key: string): Promise<Camp
       .where('status', '=', 'draft')
       .executeTakeFirst();
     if (Number(updated.numUpdatedRows) !== 1) throw new DomainError('campaign_state', `Campaign "${key}" was launched meanwhile`);
-    await addToAudience(ctx, trx, campaign, at);
+    await addToAudience(trx, campaign, filter, at);
     const counts = await audienceCounts(trx, key);
     const report: LaunchReport = {
       audience: counts.audience,
@@ -444,6 +445,7 @@ export async function runCampaignSteps(ctx: AppContext, at: Date, only?: string)
  */
 export async function enqueueStep(ctx: AppContext, campaign: Campaign, step: number, at: Date): Promise<number> {
   const now = iso(at);
+  const filter = campaign.addNewcomers && step > 1 ? (await getSegment(ctx, campaign.segment)).filter : undefined;
   return ctx.db.kysely.transaction().execute(async (trx) => {
     const inserted = await trx
       .insertInto('campaign_steps')
@@ -451,7 +453,7 @@ export async function enqueueStep(ctx: AppContext, campaign: Campaign, step: num
       .onConflict((oc) => oc.columns(['campaign_key', 'step']).doNothing())
       .executeTakeFirst();
     if (Number(inserted.numInsertedOrUpdatedRows ?? 0) === 0) return 0;
-    if (campaign.addNewcomers && step > 1) await addToAudience(ctx, trx, campaign, now);
+    if (filter) await addToAudience(trx, campaign, filter, now);
     const purposes = sql.join(campaign.purposes.map((p) => sql`${p}`));
     const select = trx
       .selectFrom('campaign_audience as a')
