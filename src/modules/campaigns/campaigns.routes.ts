@@ -26,7 +26,7 @@ const PurgeSchema = Type.Object({
 
 const ReportQuery = Type.Object({
   cursor: Type.Optional(Type.String({ pattern: '^[0-9A-HJKMNP-TV-Z]{26}$' })),
-  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })),
+  limit: Type.Optional(Type.String({ pattern: '^[1-9][0-9]{0,2}$|^1000$', description: '1 to 1000 (default 100)' })),
 });
 
 const ReportSchema = Type.Object({
@@ -137,7 +137,7 @@ export function campaignRoutes(app: App, ctx: AppContext): void {
         response: { 200: ReportSchema, ...problems(404) },
       },
     },
-    async (request) => nonResponders(ctx, request.params.key, request.query.cursor, request.query.limit ?? 100),
+    async (request) => nonResponders(ctx, request.params.key, request.query.cursor, Number(request.query.limit ?? 100)),
   );
 
   app.post(

@@ -85,6 +85,7 @@ export const CampaignSchema = Type.Object({
 });
 
 const StepCounts = {
+  audience: Type.Integer(),
   queued: Type.Integer(),
   sent: Type.Integer(),
   failed: Type.Integer(),
@@ -93,17 +94,16 @@ const StepCounts = {
   confirmed: Type.Integer(),
   unsubscribed: Type.Integer(),
   bounced: Type.Integer(),
+  pending: Type.Integer(),
 };
 
 export const StatsSchema = Type.Object({
   campaign: Type.String(),
   status: Type.String(),
   totals: Type.Object({
-    audience: Type.Integer(),
     excluded: Type.Integer(),
     excludedByReason: Counts,
     ...StepCounts,
-    pending: Type.Integer(),
   }),
   steps: Type.Array(Type.Object({ step: Type.Integer(), dueAt: Type.String(), template: Type.String(), ...StepCounts })),
   daily: Type.Array(
