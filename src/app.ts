@@ -17,6 +17,7 @@ import { governanceRoutes } from './modules/governance/index.ts';
 import { hookRoutes } from './modules/hooks/index.ts';
 import { messagingRoutes } from './modules/messaging/index.ts';
 import { purposeRoutes } from './modules/purposes/index.ts';
+import { segmentRoutes } from './modules/segments/index.ts';
 import { suppressionRoutes } from './modules/suppressions/index.ts';
 import { chooseLang } from './pages/i18n.ts';
 import { sendMessagePage } from './pages/render.ts';
@@ -202,6 +203,7 @@ export async function buildApp(ctx: AppContext): Promise<App> {
   messagingRoutes(app, ctx);
   messageRoutes(app, ctx);
   formApiRoutes(app, ctx);
+  segmentRoutes(app, ctx);
   campaignRoutes(app, ctx);
   // Public pages take HTML form posts; the API keeps to JSON.
   await app.register(async (pages) => {
