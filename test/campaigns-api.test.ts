@@ -1,0 +1,217 @@
+// The campaigns API at its edges: bad input gets problem+json with nothing written, state
+// changes follow the campaign's life (draft → running ⇄ paused → cancelled | closed), the landing
+// confirmation records only the ticked purposes, and tampered links change nothing.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { shortDeliveryToken } from '../src/modules/campaigns/index.ts';
+import { runDueJobs } from '../src/modules/scheduler/index.ts';
+import { buildTestApp, type TestApp } from './helpers/build-app.ts';
+import { runCli } from './helpers/cli.ts';
+import { dialects } from './helpers/dialects.ts';
+import { createContact, decision, rowCounts } from './helpers/factories.ts';
+
+const START = '2026-11-23T09:00:00.000Z';
+const DEADLINE = '2026-12-23T09:00:00.000Z';
+
+const campaignRows = async (t: TestApp) => ({
+  ...(await rowCounts(t)),
+  campaigns: Number(
+    (
+      await t.ctx.db.kysely
+        .selectFrom('campaigns')
+        .select((eb) => eb.fn.countAll().as('n'))
+        .executeTakeFirstOrThrow()
+    ).n,
+  ),
+  deliveries: Number(
+    (
+      await t.ctx.db.kysely
+        .selectFrom('deliveries')
+        .select((eb) => eb.fn.countAll().as('n'))
+        .executeTakeFirstOrThrow()
+    ).n,
+  ),
+  audience: Number(
+    (
+      await t.ctx.db.kysely
+        .selectFrom('campaign_audience')
+        .select((eb) => eb.fn.countAll().as('n'))
+        .executeTakeFirstOrThrow()
+    ).n,
+  ),
+});
+
+const valid = {
+  key: 'spring',
+  name: 'Spring re-permission',
+  segment: 'no-email-consent',
+  purposes: ['commercial-email'],
+  channel: 'email',
+  startAt: START,
+  deadline: DEADLINE,
+};
+
+describe.each(dialects)('campaigns API on %s', (dialect) => {
+  let t: TestApp;
+
+  beforeAll(async () => {
+    t = await buildTestApp(dialect, { now: START, env: { PUBLIC_URL: 'https://consent.example', RATE_LIMIT_PER_MINUTE: '10000' } });
+    await t.call('POST', '/v1/purposes', {
+      body: { key: 'partners', title: { fr: 'Offres partenaires', en: 'Partner offers' }, channels: ['email'] },
+    });
+    const segment = await t.call('POST', '/v1/segments', {
+      body: {
+        key: 'no-email-consent',
+        name: 'No email consent',
+        filter: { consent: { purpose: 'commercial-email', channel: 'email', status: ['none'] } },
+      },
+    });
+    expect(segment.statusCode, segment.body).toBe(201);
+  });
+  afterAll(async () => t?.close());
+
+  const badBodies: Array<[string, unknown, number, string]> = [
+    ['an empty JSON body', undefined, 400, 'bad_json'],
+    ['not JSON', '{"key":', 400, 'bad_json'],
+    ['missing deadline', { ...valid, deadline: undefined }, 400, 'validation_failed'],
+    ['unknown property', { ...valid, colour: 'blue' }, 400, 'validation_failed'],
+    ['bad key', { ...valid, key: 'Spring Campaign' }, 400, 'validation_failed'],
+    ['channel postal', { ...valid, channel: 'postal' }, 400, 'validation_failed'],
+    ['cadence 0', { ...valid, cadenceDays: 0 }, 400, 'validation_failed'],
+    ['startAt not a date', { ...valid, startAt: 'tomorrow' }, 400, 'validation_failed'],
+    ['confirmation unknown', { ...valid, confirmation: 'auto' }, 400, 'validation_failed'],
+    ['empty purposes', { ...valid, purposes: [] }, 400, 'validation_failed'],
+    ['unknown segment', { ...valid, segment: 'nobody' }, 422, 'campaign_invalid'],
+    ['unknown purpose', { ...valid, purposes: ['ghost'] }, 422, 'campaign_invalid'],
+    ['purpose without the channel', { ...valid, purposes: ['commercial-sms'] }, 422, 'campaign_invalid'],
+    ['SMS template for email', { ...valid, templates: { first: 'repermission-sms' } }, 422, 'campaign_invalid'],
+    ['unknown template', { ...valid, templates: { reminder: 'nope' } }, 422, 'campaign_invalid'],
+    ['deadline before start', { ...valid, deadline: '2026-11-01T00:00:00Z' }, 422, 'campaign_invalid'],
+  ];
+
+  it.each(badBodies)('refuses a campaign with %s, writing nothing', async (_name, body, status, code) => {
+    const before = await campaignRows(t);
+    const res = await t.call('POST', '/v1/campaigns', {
+      ...(body !== undefined ? { body: typeof body === 'string' ? body : JSON.parse(JSON.stringify(body)) } : {}),
+      headers: { 'content-type': 'application/json' },
+    });
+    expect(res.statusCode, res.body).toBe(status);
+    expect(res.headers['content-type']).toMatch(/^application\/problem\+json/);
+    expect(res.json().type).toBe(`urn:assent:problem:${code}`);
+    expect(await campaignRows(t)).toEqual(before);
+  });
+
+  it('points at the faulty field', async () => {
+    const res = await t.call('POST', '/v1/campaigns', { body: { ...valid, purposes: ['commercial-email', 'ghost'] } });
+    expect(res.json().errors).toEqual([expect.objectContaining({ path: '/purposes/1' })]);
+  });
+
+  it('needs the write scope to create, and answers 404 for an unknown campaign on every route', async () => {
+    expect((await t.call('POST', '/v1/campaigns', { body: valid, key: t.keys.read })).statusCode).toBe(403);
+    for (const [method, path] of [
+      ['GET', '/v1/campaigns/ghost'],
+      ['PATCH', '/v1/campaigns/ghost'],
+      ['POST', '/v1/campaigns/ghost/launch'],
+      ['POST', '/v1/campaigns/ghost/pause'],
+      ['GET', '/v1/campaigns/ghost/stats'],
+      ['GET', '/v1/campaigns/ghost/report'],
+      ['POST', '/v1/campaigns/ghost/purge'],
+    ] as const) {
+      const res = await t.call(method, path, method === 'PATCH' ? { body: { name: 'x' } } : method === 'POST' ? { body: {} } : {});
+      expect(res.statusCode, `${method} ${path}`).toBe(404);
+      expect(res.json().type).toBe('urn:assent:problem:campaign_not_found');
+    }
+  });
+
+  it('follows the campaign’s life: launch once, pause, resume, frozen fields, cancel', async () => {
+    for (let i = 0; i < 3; i++) await createContact(t);
+    expect((await t.call('POST', '/v1/campaigns', { body: valid })).statusCode).toBe(201);
+    expect((await t.call('POST', '/v1/campaigns', { body: valid })).statusCode).toBe(409);
+    expect((await t.call('PATCH', '/v1/campaigns/spring', { body: { cadenceDays: 14 } })).json().cadenceDays).toBe(14);
+    expect((await t.call('POST', '/v1/campaigns/spring/resume')).statusCode).toBe(409);
+    const launched = await t.call('POST', '/v1/campaigns/spring/launch');
+    expect(launched.json()).toMatchObject({ status: 'running', launchReport: { audience: 3, excluded: 0 } });
+    expect((await t.call('POST', '/v1/campaigns/spring/launch')).json().type).toBe('urn:assent:problem:campaign_state');
+    const frozen = await t.call('PATCH', '/v1/campaigns/spring', { body: { segment: 'no-email-consent' } });
+    expect(frozen.statusCode).toBe(409);
+    expect(frozen.json().errors).toEqual([{ path: '/segment', message: 'fixed at launch' }]);
+    expect((await t.call('POST', '/v1/campaigns/spring/pause')).json().status).toBe('paused');
+    // Paused: nothing is sent.
+    await runDueJobs(t.ctx, t.clock.now());
+    const queued = await t.ctx.db.kysely.selectFrom('deliveries').select('status').where('campaign_key', '=', 'spring').execute();
+    expect(queued.map((d) => d.status)).toEqual(['queued', 'queued', 'queued']);
+    expect((await t.call('POST', '/v1/campaigns/spring/resume')).json().status).toBe('running');
+    const purge = await t.call('POST', '/v1/campaigns/spring/purge', { body: { dryRun: true } });
+    expect(purge.statusCode).toBe(409);
+    expect(purge.json().type).toBe('urn:assent:problem:purge_not_allowed');
+    expect((await t.call('POST', '/v1/campaigns/spring/cancel')).json().status).toBe('cancelled');
+    const after = await t.ctx.db.kysely.selectFrom('deliveries').select('status').where('campaign_key', '=', 'spring').execute();
+    expect(after.map((d) => d.status)).toEqual(['cancelled', 'cancelled', 'cancelled']);
+    expect((await t.call('PATCH', '/v1/campaigns/spring', { body: { name: 'x' } })).statusCode).toBe(409);
+  });
+
+  it('landing mode: unticked boxes per purpose; only the ticked ones are recorded; tampered links write nothing', async () => {
+    const contact = await createContact(t);
+    await t.call('POST', '/v1/segments', {
+      body: { key: 'one', name: 'One', filter: { field: 'email', op: 'eq', value: contact.email } },
+    });
+    const created = await t.call('POST', '/v1/campaigns', {
+      body: { ...valid, key: 'landing', segment: 'one', purposes: ['commercial-email', 'partners'], confirmation: 'landing' },
+    });
+    expect(created.statusCode, created.body).toBe(201);
+    expect((await t.call('POST', '/v1/campaigns/landing/launch')).json().launchReport.audience).toBe(1);
+    await runDueJobs(t.ctx, t.clock.now());
+    // Without SMTP_URL the outbox keeps the mail: read the confirm link from it.
+    const outbox = (await t.call('GET', `/v1/outbox?contactId=${contact.id}`)).json().items;
+    const message = (await t.call('GET', `/v1/outbox/${outbox[0].id}`)).json();
+    const link = /https:\/\/consent\.example(\/c\/[A-Za-z0-9_.-]+)/.exec(message.text)?.[1] as string;
+    expect(link).toBeTruthy();
+
+    const page = await t.call('GET', link, { key: null });
+    expect(page.statusCode).toBe(200);
+    const boxes = [...page.body.matchAll(/<input type="checkbox"[^>]*>/g)].map((m) => m[0]);
+    expect(boxes).toHaveLength(2);
+    for (const box of boxes) expect(box).not.toContain('checked');
+
+    const before = await campaignRows(t);
+    const tampered = `${link.slice(0, -3)}${link.endsWith('AAA') ? 'BBB' : 'AAA'}`;
+    expect(
+      (
+        await t.call('POST', tampered, {
+          key: null,
+          body: 'consent=partners:email',
+          headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        })
+      ).statusCode,
+    ).toBe(400);
+    expect((await t.call('POST', `/c/${shortDeliveryToken('another-secret-0123456789abcdefghij', 1)}`, { key: null })).statusCode).toBe(
+      400,
+    );
+    expect(await campaignRows(t)).toEqual(before);
+
+    const post = await t.call('POST', link, {
+      key: null,
+      body: 'confirm=yes&consent=partners:email',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    });
+    expect(post.statusCode).toBe(200);
+    expect((await decision(t, { contactId: contact.id, purpose: 'partners', channel: 'email' })).allowed).toBe(true);
+    expect((await decision(t, { contactId: contact.id, purpose: 'commercial-email', channel: 'email' })).allowed).toBe(false);
+    const stats = (await t.call('GET', '/v1/campaigns/landing/stats')).json();
+    expect(stats.totals).toMatchObject({ audience: 1, sent: 1, clicked: 1, confirmed: 1, pending: 0 });
+  });
+
+  it.runIf(dialect === 'sqlite')('prints the stats as a table from the CLI', async () => {
+    const res = await runCli(['campaigns', 'stats', 'landing'], {
+      DATABASE_URL: t.database.url,
+      ASSENT_SECRET: 'test-secret-0123456789-abcdefghijklmnopqrstuvwxyz',
+    });
+    expect(res.code, res.stderr).toBe(0);
+    expect(res.stdout).toMatch(/step\s+audience\s+queued\s+sent/);
+    expect(res.stdout).toMatch(/total\s+1\s+0\s+1/);
+    const json = await runCli(['campaigns', 'stats', 'landing', '--json'], {
+      DATABASE_URL: t.database.url,
+      ASSENT_SECRET: 'test-secret-0123456789-abcdefghijklmnopqrstuvwxyz',
+    });
+    expect(JSON.parse(json.stdout).totals.confirmed).toBe(1);
+  });
+});
