@@ -1,6 +1,6 @@
 // Re-permission campaigns: definition, launch (the audience frozen with its exclusions), and the
 // steps the scheduler runs — each step one set-based INSERT … SELECT into the delivery queue.
-import { type Expression, type RawBuilder, type SqlBool, sql } from 'kysely';
+import { type RawBuilder, sql } from 'kysely';
 import type { Executor } from '../../database.ts';
 import { iso } from '../../platform/clock.ts';
 import type { AppContext } from '../../platform/context.ts';
@@ -8,7 +8,7 @@ import { DomainError, type FieldError } from '../../platform/errors.ts';
 import { listChannels } from '../channels/index.ts';
 import { getTemplate, type Template } from '../messaging/index.ts';
 import { listPurposes } from '../purposes/index.ts';
-import { type Filter, getSegment, segmentWhere } from '../segments/index.ts';
+import { type Filter, getSegment, type SegmentScope, segmentScope, segmentWhere } from '../segments/index.ts';
 import type { CampaignsTable } from './campaigns.table.ts';
 
 export type CampaignStatus = 'draft' | 'running' | 'paused' | 'cancelled' | 'closed';
@@ -285,10 +285,10 @@ export function exclusionCase(campaign: Pick<Campaign, 'channel' | 'purposes'>, 
 }
 
 /** Adds the segment's members not yet in the audience (all of them at launch), with their exclusion. */
-async function addToAudience(db: Executor, campaign: Campaign, filter: Filter, at: string): Promise<void> {
+async function addToAudience(db: Executor, campaign: Campaign, filter: Filter, scope: SegmentScope, at: string): Promise<void> {
   const select = db
     .selectFrom('contacts as c')
-    .where(segmentWhere(filter, 'c') as unknown as Expression<SqlBool>)
+    .where(segmentWhere(filter, 'c', scope))
     .select([
       sql<string>`${campaign.key}`.as('campaign_key'),
       'c.id as contact_id',
@@ -347,7 +347,7 @@ export async function launchCampaign(ctx: AppContext, key: string): Promise<Camp
       .where('status', '=', 'draft')
       .executeTakeFirst();
     if (Number(updated.numUpdatedRows) !== 1) throw new DomainError('campaign_state', `Campaign "${key}" was launched meanwhile`);
-    await addToAudience(trx, campaign, filter, at);
+    await addToAudience(trx, campaign, filter, segmentScope(ctx, now), at);
     const counts = await audienceCounts(trx, key);
     const report: LaunchReport = {
       audience: counts.audience,
@@ -453,7 +453,7 @@ export async function enqueueStep(ctx: AppContext, campaign: Campaign, step: num
       .onConflict((oc) => oc.columns(['campaign_key', 'step']).doNothing())
       .executeTakeFirst();
     if (Number(inserted.numInsertedOrUpdatedRows ?? 0) === 0) return 0;
-    if (filter) await addToAudience(trx, campaign, filter, now);
+    if (filter) await addToAudience(trx, campaign, filter, segmentScope(ctx, at), now);
     const purposes = sql.join(campaign.purposes.map((p) => sql`${p}`));
     const select = trx
       .selectFrom('campaign_audience as a')
