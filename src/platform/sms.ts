@@ -35,8 +35,12 @@ export function createSmsProvider(config: Config['sms']): SmsProvider {
         signal: AbortSignal.timeout(10_000),
       });
       if (!response.ok) throw new Error(`SMS provider answered ${response.status}`);
-      const answer = (await response.json().catch(() => ({}))) as { id?: unknown };
-      return { providerRef: typeof answer.id === 'string' && answer.id ? answer.id : `http:${sms.reference}` };
+      // Handed over: an answer without a usable id is not a failure (retrying would send twice);
+      // receipts then match on our reference.
+      const answer = (await response.json().catch(() => ({}))) as { id?: unknown } | null;
+      const id = answer?.id;
+      const providerRef = (typeof id === 'string' && id) || (typeof id === 'number' && Number.isFinite(id) ? String(id) : '');
+      return { providerRef: providerRef ? providerRef.slice(0, 200) : `http:${sms.reference}` };
     },
   };
 }
