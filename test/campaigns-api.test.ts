@@ -200,6 +200,71 @@ describe.each(dialects)('campaigns API on %s', (dialect) => {
     expect(stats.totals).toMatchObject({ audience: 1, sent: 1, clicked: 1, confirmed: 1, pending: 0 });
   });
 
+  it('adds newcomers at each step (they get the first message), stops at maxSends, and resumes an interrupted purge', async () => {
+    const tag = { key: 'vip', type: 'string', purpose: 'commercial-email', retentionDays: 365 };
+    expect((await t.call('POST', '/v1/fields', { body: tag })).statusCode).toBe(201);
+    const first = [await createContact(t, { attributes: { vip: 'yes' } }), await createContact(t, { attributes: { vip: 'yes' } })];
+    await t.call('POST', '/v1/segments', {
+      body: { key: 'vips', name: 'VIP', filter: { field: 'attributes.vip', op: 'eq', value: 'yes' } },
+    });
+    const created = await t.call('POST', '/v1/campaigns', {
+      body: { ...valid, key: 'vip', segment: 'vips', addNewcomers: true, maxSends: 2, atDeadline: 'purge' },
+    });
+    expect(created.statusCode, created.body).toBe(201);
+    expect((await t.call('POST', '/v1/campaigns/vip/launch')).json().launchReport.audience).toBe(2);
+    await runDueJobs(t.ctx, t.clock.now());
+    const newcomer = await createContact(t, { attributes: { vip: 'yes' } });
+    const start = t.clock.now().getTime();
+    t.clock.set(new Date(start + 7 * 86_400_000));
+    await runDueJobs(t.ctx, t.clock.now());
+    const step2 = await t.ctx.db.kysely
+      .selectFrom('deliveries')
+      .select(['contact_id', 'template'])
+      .where('campaign_key', '=', 'vip')
+      .where('step', '=', 2)
+      .execute();
+    expect(new Map(step2.map((d) => [d.contact_id, d.template]))).toEqual(
+      new Map([
+        [first[0]?.id, 'reminder'],
+        [first[1]?.id, 'reminder'],
+        [newcomer.id, 'first'],
+      ]),
+    );
+    // maxSends 2: no third message.
+    t.clock.set(new Date(start + 14 * 86_400_000));
+    await runDueJobs(t.ctx, t.clock.now());
+    expect((await t.call('GET', '/v1/campaigns/vip/stats')).json().steps).toHaveLength(2);
+
+    // After the deadline: a purge that stopped after erasing one person goes on where it stopped.
+    t.clock.set(new Date(Date.parse(DEADLINE) + 1000));
+    await runDueJobs(t.ctx, t.clock.now());
+    expect((await t.call('GET', '/v1/campaigns/vip')).json().status).toBe('closed');
+    const dry = (await t.call('POST', '/v1/campaigns/vip/purge', { body: { dryRun: true } })).json();
+    expect(dry.counts).toEqual({ nonResponders: 3, erase: 3, keptOtherBasis: 0, alreadyErased: 0 });
+    expect((await t.call('DELETE', `/v1/contacts/${first[0]?.id}`)).statusCode).toBeLessThan(300);
+    await t.ctx.db.kysely
+      .insertInto('campaign_purges')
+      .values({
+        id: 'P1',
+        campaign_key: 'vip',
+        status: 'running',
+        counts: JSON.stringify(dry.counts),
+        erased: 1,
+        started_at: t.clock.now().toISOString(),
+        completed_at: null,
+      })
+      .execute();
+    const purge = (await t.call('POST', '/v1/campaigns/vip/purge', { body: {} })).json();
+    expect(purge).toMatchObject({ id: 'P1', status: 'completed', erased: 3, counts: dry.counts });
+    const left = await t.ctx.db.kysely
+      .selectFrom('contacts')
+      .select('erased_at')
+      .where('id', 'in', [first[0]?.id as string, first[1]?.id as string, newcomer.id])
+      .execute();
+    expect(left.every((c) => c.erased_at !== null)).toBe(true);
+    expect((await t.call('GET', '/v1/ledger/verify')).json().ok).toBe(true);
+  });
+
   it.runIf(dialect === 'sqlite')('prints the stats as a table from the CLI', async () => {
     const res = await runCli(['campaigns', 'stats', 'landing'], {
       DATABASE_URL: t.database.url,
