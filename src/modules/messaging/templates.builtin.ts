@@ -93,8 +93,12 @@ export const builtinTemplates: TemplateInput[] = [
     channel: 'sms',
     category: 'marketing',
     variants: {
-      fr: { body: '{{ company.name }} : souhaitez-vous continuer à recevoir nos offres par SMS ? Répondez OUI ou confirmez ici : {{ links.confirm }} STOP au {{ sms.stopNumber }}' },
-      en: { body: '{{ company.name }}: would you like to keep receiving our offers by text? Reply YES or confirm here: {{ links.confirm }} STOP to {{ sms.stopNumber }}' },
+      fr: {
+        body: '{{ company.name }} : souhaitez-vous continuer à recevoir nos offres par SMS ? Répondez OUI ou confirmez ici : {{ links.confirm }} STOP au {{ sms.stopNumber }}',
+      },
+      en: {
+        body: '{{ company.name }}: would you like to keep receiving our offers by text? Reply YES or confirm here: {{ links.confirm }} STOP to {{ sms.stopNumber }}',
+      },
     },
   },
 ];

@@ -3,8 +3,8 @@
 import { sql } from 'kysely';
 import { iso } from '../../platform/clock.ts';
 import type { AppContext } from '../../platform/context.ts';
-import { expireConsents, expirePending, takeCheckpoint } from '../consents/index.ts';
 import { dispatchDeliveries, runCampaignSteps } from '../campaigns/index.ts';
+import { expireConsents, expirePending, takeCheckpoint } from '../consents/index.ts';
 import { dispatchDue } from '../messaging/index.ts';
 
 export interface JobResult {
