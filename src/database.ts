@@ -33,11 +33,13 @@ import type {
   LedgerCheckpointsTable,
 } from './modules/consents/consents.table.ts';
 import type { ContactsTable, FieldsTable } from './modules/contacts/contacts.table.ts';
+import type { ImportRejectsTable, ImportsTable } from './modules/imports/imports.table.ts';
 import type { MessagesTable, TemplatesTable } from './modules/messaging/messaging.table.ts';
 import type { PurposesTable, PurposeVersionsTable } from './modules/purposes/purposes.table.ts';
 import type { JobRunsTable, SettingsTable } from './modules/scheduler/scheduler.table.ts';
 import type { SegmentsTable } from './modules/segments/segments.table.ts';
 import type { SuppressionsTable } from './modules/suppressions/suppressions.table.ts';
+import type { WebhookDeliveriesTable, WebhooksTable } from './modules/webhooks/webhooks.table.ts';
 
 export interface Database {
   settings: SettingsTable;
@@ -65,6 +67,10 @@ export interface Database {
   campaign_steps: CampaignStepsTable;
   deliveries: DeliveriesTable;
   campaign_purges: CampaignPurgesTable;
+  imports: ImportsTable;
+  import_rejects: ImportRejectsTable;
+  webhooks: WebhooksTable;
+  webhook_deliveries: WebhookDeliveriesTable;
 }
 
 export type Dialect = 'sqlite' | 'postgres';

@@ -13,6 +13,7 @@ async function shapeOf(dialect: (typeof dialects)[number]) {
       '20261122120000_consent_core',
       '20261122180000_collection',
       '20261123090000_campaigns',
+      '20261123150000_data_exchange',
     ]);
     expect(await migrateToLatest(db.kysely)).toEqual([]);
     const tables = await db.kysely.introspection.getTables();

@@ -3,11 +3,13 @@ import { type Kysely, type Migration, Migrator } from 'kysely';
 import * as consentCore from './20261122120000_consent_core.ts';
 import * as collection from './20261122180000_collection.ts';
 import * as campaigns from './20261123090000_campaigns.ts';
+import * as dataExchange from './20261123150000_data_exchange.ts';
 
 const migrations: Record<string, Migration> = {
   '20261122120000_consent_core': consentCore,
   '20261122180000_collection': collection,
   '20261123090000_campaigns': campaigns,
+  '20261123150000_data_exchange': dataExchange,
 };
 
 export async function migrateToLatest(db: Kysely<any>): Promise<string[]> {
