@@ -6,6 +6,7 @@ import { ensureBuiltinChannels } from './modules/channels/index.ts';
 import { registerCollection } from './modules/collection/index.ts';
 import { builtinTemplates, ensureBuiltinTemplates } from './modules/messaging/index.ts';
 import { ensureBuiltinPurposes } from './modules/purposes/index.ts';
+import { registerWebhooks } from './modules/webhooks/index.ts';
 import { type Clock, systemClock } from './platform/clock.ts';
 import type { AppContext } from './platform/context.ts';
 import { createIdGenerator } from './platform/ids.ts';
@@ -49,6 +50,7 @@ export async function createContext(config: Config, options: BootOptions = {}): 
       await ensureBuiltinTemplates(ctx, builtinTemplates);
     }
     registerCollection(ctx);
+    registerWebhooks(ctx);
     return ctx;
   } catch (error) {
     await db.close();

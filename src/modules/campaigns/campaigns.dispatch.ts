@@ -10,6 +10,7 @@ import type { AppContext } from '../../platform/context.ts';
 import { nextSendTime } from '../../platform/quiet-hours.ts';
 import { linkFor, preferencesLink, unsubscribeLink } from '../collection/collection.service.ts';
 import { getTemplate, renderEmail, renderSms } from '../messaging/index.ts';
+import { emitWebhookEvent } from '../webhooks/index.ts';
 import { type Campaign, exclusionCase, toCampaign } from './campaigns.service.ts';
 import type { DeliveriesTable } from './campaigns.table.ts';
 
@@ -77,64 +78,146 @@ async function claim(ctx: AppContext, limit: number): Promise<Delivery[]> {
   return rows.map((r) => ({ ...r, id: Number(r.id), attempts: Number(r.attempts) }));
 }
 
-/** Sends every due delivery, batch after batch, until none is left (or `max` were handled). */
+/**
+ * Sends every due delivery until none is left (or `max` were handled). The lanes never wait at
+ * a batch boundary: the next batch is claimed while the current one is still being sent, so
+ * the SMTP pool always has the next message ready.
+ */
 export async function dispatchDeliveries(ctx: AppContext, options: { max?: number } = {}): Promise<DeliveryDispatchResult> {
   const result: DeliveryDispatchResult = { sent: 0, stored: 0, cancelled: 0, deferred: 0, retried: 0, failed: 0 };
   const campaigns = new Map<string, Campaign>();
   const rate = ctx.config.deliveries.ratePerSecond;
+  const max = options.max ?? Number.POSITIVE_INFINITY;
   const started = Date.now();
-  let handled = 0;
   const parallel = Math.max(1, ctx.config.mail.smtpPoolSize * 2);
-  while (handled < (options.max ?? Number.POSITIVE_INFINITY)) {
-    const batch = await claim(ctx, Math.min(ctx.config.deliveries.batch, (options.max ?? Number.POSITIVE_INFINITY) - handled));
-    if (batch.length === 0) break;
-    for (const key of new Set(batch.map((d) => d.campaign_key))) {
-      if (!campaigns.has(key)) {
-        const row = await ctx.db.kysely.selectFrom('campaigns').selectAll().where('key', '=', key).executeTakeFirstOrThrow();
-        campaigns.set(key, toCampaign(row));
-      }
-    }
-    let next = 0;
-    const lane = async () => {
-      while (next < batch.length) {
-        const delivery = batch[next++] as Delivery;
-        if (rate > 0) {
-          // Paced: the n-th send of this run waits for its slot.
-          const wait = started + (handled * 1000) / rate - Date.now();
-          if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+  const queue: Delivery[] = [];
+  let claimed = 0;
+  let handled = 0;
+  let exhausted = false;
+  let failure: unknown;
+  let claiming: Promise<void> | undefined;
+
+  const refill = (): Promise<void> => {
+    if (claiming) return claiming;
+    if (exhausted) return Promise.resolve();
+    claiming = (async () => {
+      const want = Math.min(ctx.config.deliveries.batch, max - claimed);
+      const batch = want > 0 ? await claim(ctx, want) : [];
+      if (batch.length === 0) exhausted = true;
+      claimed += batch.length;
+      for (const key of new Set(batch.map((d) => d.campaign_key))) {
+        if (!campaigns.has(key)) {
+          const row = await ctx.db.kysely.selectFrom('campaigns').selectAll().where('key', '=', key).executeTakeFirstOrThrow();
+          campaigns.set(key, toCampaign(row));
         }
-        handled += 1;
-        await sendDelivery(ctx, campaigns.get(delivery.campaign_key) as Campaign, delivery, result);
       }
-    };
-    await Promise.all(Array.from({ length: Math.min(parallel, batch.length) }, lane));
-  }
+      queue.push(...batch);
+    })()
+      .catch((error: unknown) => {
+        failure = error;
+        exhausted = true;
+      })
+      .finally(() => {
+        claiming = undefined;
+      });
+    return claiming;
+  };
+
+  const lane = async () => {
+    for (;;) {
+      if (queue.length < parallel * 2) void refill();
+      let delivery = queue.shift();
+      while (!delivery && !(exhausted && !claiming)) {
+        await refill();
+        delivery = queue.shift();
+      }
+      if (!delivery) return;
+      if (rate > 0) {
+        // Paced: the n-th send of this run waits for its slot.
+        const wait = started + (handled * 1000) / rate - Date.now();
+        if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+      }
+      handled += 1;
+      await sendDelivery(ctx, campaigns.get(delivery.campaign_key) as Campaign, delivery, result);
+    }
+  };
+  await Promise.all(Array.from({ length: parallel }, lane));
+  if (failure) throw failure;
+  await completeSteps(ctx);
   return result;
 }
 
-/** Why this delivery must not go now (RULES 17), or null: asked just before the send. */
-async function audienceRuleNow(ctx: AppContext, campaign: Campaign, contactId: string): Promise<string | null> {
+/** A delivery still on its way: a step with none left is complete. */
+const inFlight = ['queued', 'sending'];
+
+/**
+ * Marks complete the steps with nothing left to send (all sent, stored, failed or cancelled) and
+ * announces each (`campaign.step.completed`) in the transaction that marks it: once, even when
+ * several dispatchers finish together.
+ */
+async function completeSteps(ctx: AppContext): Promise<number> {
+  const db = ctx.db.kysely;
+  const noneInFlight = sql<boolean>`not exists (select 1 from deliveries d where d.campaign_key = campaign_steps.campaign_key
+    and d.step = campaign_steps.step and d.status in (${sql.join(inFlight.map((s) => sql`${s}`))}))`;
+  const open = await db
+    .selectFrom('campaign_steps')
+    .select(['campaign_key', 'step', 'queued'])
+    .where('completed_at', 'is', null)
+    .where(noneInFlight)
+    .execute();
+  let completed = 0;
+  for (const s of open) {
+    await db.transaction().execute(async (trx) => {
+      const marked = await trx
+        .updateTable('campaign_steps')
+        .set({ completed_at: iso(ctx.clock.now()) })
+        .where('campaign_key', '=', s.campaign_key)
+        .where('step', '=', s.step)
+        .where('completed_at', 'is', null)
+        .where(noneInFlight)
+        .executeTakeFirst();
+      if (Number(marked.numUpdatedRows) === 0) return;
+      const byStatus = await trx
+        .selectFrom('deliveries')
+        .select(['status', (eb) => eb.fn.countAll<number | string>().as('n')])
+        .where('campaign_key', '=', s.campaign_key)
+        .where('step', '=', s.step)
+        .groupBy('status')
+        .execute();
+      const counts: Record<string, number> = { enqueued: Number(s.queued), sent: 0, stored: 0, failed: 0, cancelled: 0 };
+      for (const row of byStatus) counts[row.status] = Number(row.n);
+      await emitWebhookEvent(ctx, trx, 'campaign.step.completed', { campaign: s.campaign_key, step: Number(s.step), counts });
+      completed += 1;
+    });
+  }
+  return completed;
+}
+
+/**
+ * The contact, and why this delivery must not go now (RULES 17) or null — asked just before the
+ * send, in the same query that reads the contact.
+ */
+async function contactAndRule(ctx: AppContext, campaign: Campaign, contactId: string) {
   const row = await ctx.db.kysely
     .selectFrom('contacts as c')
+    .selectAll('c')
     .select([
-      'c.erased_at',
-      exclusionCase(campaign).as('reason'),
+      exclusionCase(campaign).as('excluded_reason'),
       sql<number>`(select count(*) from consent_states cs where cs.contact_id = c.id and cs.channel_key = ${campaign.channel}
         and cs.purpose_key in (${sql.join(campaign.purposes.map((p) => sql`${p}`))}) and cs.status = 'granted')`.as('granted'),
     ])
     .where('c.id', '=', contactId)
     .executeTakeFirst();
-  if (!row || row.erased_at) return 'erased';
-  if (row.reason) return row.reason;
-  if (Number(row.granted) >= campaign.purposes.length) return 'confirmed';
-  return null;
+  const why =
+    !row || row.erased_at ? 'erased' : (row.excluded_reason ?? (Number(row.granted) >= campaign.purposes.length ? 'confirmed' : null));
+  return { contact: row, why };
 }
 
 async function sendDelivery(ctx: AppContext, campaign: Campaign, d: Delivery, result: DeliveryDispatchResult): Promise<void> {
   const db = ctx.db.kysely;
   try {
-    const why = await audienceRuleNow(ctx, campaign, d.contact_id);
-    if (why) {
+    const { contact, why } = await contactAndRule(ctx, campaign, d.contact_id);
+    if (why || !contact) {
       await finish(db, d.id, { status: 'cancelled', last_error: `not sent: ${why}` });
       result.cancelled += 1;
       return;
@@ -147,7 +230,6 @@ async function sendDelivery(ctx: AppContext, campaign: Campaign, d: Delivery, re
         return;
       }
     }
-    const contact = await db.selectFrom('contacts').selectAll().where('id', '=', d.contact_id).executeTakeFirstOrThrow();
     const template = await getTemplate(ctx, d.template === 'first' ? campaign.templates.first : campaign.templates.reminder);
     const ref = deliveryRef(d);
     const days = Math.max(1, Math.ceil((Date.parse(campaign.deadline) - ctx.clock.now().getTime()) / 86_400_000) + 1);

@@ -5,6 +5,7 @@ import { type AppContext, cached, invalidate, type RequestContext } from '../../
 import { DomainError, type FieldError } from '../../platform/errors.ts';
 import { requirePurpose } from '../purposes/index.ts';
 import { addressHash } from '../suppressions/index.ts';
+import { emitWebhookEvent } from '../webhooks/index.ts';
 import {
   findContactRow,
   findContactRowByAddress,
@@ -235,6 +236,7 @@ export async function createContact(ctx: AppContext, _req: RequestContext, input
           { path: existing.email === row.email ? '/email' : '/phone', message: 'already used by another contact' },
         ]);
       await insertContactRows(trx, [row]);
+      await emitWebhookEvent(ctx, trx, 'contact.created', { contactId: row.id });
     });
   } catch (error) {
     if (isUniqueViolation(error)) throw new DomainError('contact_exists');
@@ -252,6 +254,7 @@ export async function contactForEmail(ctx: AppContext, trx: Executor, rawEmail: 
   if (existing) return existing;
   const row = newContactRow(ctx, ctx.newId(), { email }, { email }, iso(ctx.clock.now()));
   await insertContactRows(trx, [row]);
+  await emitWebhookEvent(ctx, trx, 'contact.created', { contactId: row.id });
   return row;
 }
 
@@ -293,6 +296,31 @@ export async function findContacts(
   };
 }
 
+const wireNames: Array<[keyof ContactsTable, string]> = [
+  ['email', 'email'],
+  ['phone', 'phone'],
+  ['first_name', 'firstName'],
+  ['last_name', 'lastName'],
+  ['locale', 'locale'],
+  ['kind', 'kind'],
+  ['lifecycle', 'lifecycle'],
+  ['last_purchase_at', 'lastPurchaseAt'],
+  ['source', 'source'],
+];
+
+/** The names (as the API spells them) of what a patch changes: what `contact.updated` tells, never the values. */
+function changedFields(row: ContactsTable, patch: Partial<ContactsTable>): string[] {
+  const fields = wireNames.filter(([column]) => column in patch && patch[column] !== row[column]).map(([, name]) => name);
+  if (patch.attributes !== undefined) {
+    const before = JSON.parse(row.attributes) as Record<string, unknown>;
+    const after = JSON.parse(patch.attributes) as Record<string, unknown>;
+    for (const key of [...new Set([...Object.keys(before), ...Object.keys(after)])].sort()) {
+      if (JSON.stringify(before[key]) !== JSON.stringify(after[key])) fields.push(`attributes.${key}`);
+    }
+  }
+  return fields;
+}
+
 export async function updateContact(ctx: AppContext, _req: RequestContext, id: string, input: ContactInput): Promise<Contact> {
   const normalized = await normalizeInput(ctx, input);
   try {
@@ -332,6 +360,8 @@ export async function updateContact(ctx: AppContext, _req: RequestContext, id: s
         updated_at: iso(ctx.clock.now()),
       };
       await updateContactRow(trx, id, patch);
+      const fields = changedFields(row, patch);
+      if (fields.length > 0) await emitWebhookEvent(ctx, trx, 'contact.updated', { contactId: id, fields });
       return toContact(ctx, { ...row, ...patch });
     });
   } catch (error) {

@@ -8,6 +8,7 @@ import { eraseEvidence, listEventsOfContact, updateEventEvidence } from '../cons
 import { getContactRow, updateContactRow } from '../contacts/index.ts';
 import { eraseMessagesOf } from '../messaging/index.ts';
 import { addSuppressions } from '../suppressions/index.ts';
+import { emitWebhookEvent } from '../webhooks/index.ts';
 
 export async function eraseContact(ctx: AppContext, req: RequestContext, id: string): Promise<{ erased: boolean }> {
   const channels = await listChannels(ctx);
@@ -41,6 +42,7 @@ export async function eraseContact(ctx: AppContext, req: RequestContext, id: str
       updated_at: at,
       erased_at: at,
     });
+    await emitWebhookEvent(ctx, trx, 'contact.erased', { contactId: id });
     return { erased: true };
   });
 }

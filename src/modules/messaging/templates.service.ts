@@ -45,8 +45,12 @@ function parse(engine: Liquid, source: string) {
   return templates;
 }
 
-const render = (engine: Liquid, source: string, vars: Record<string, unknown>) =>
-  engine.render(parse(engine, source), vars) as Promise<string>;
+/** Templates have no includes or async filters: rendering synchronously skips a promise per tag. */
+const render = (engine: Liquid, source: string, vars: Record<string, unknown>): string =>
+  engine.renderSync(parse(engine, source), vars) as string;
+
+/** The layout with the content slot taking the rendered (already escaped) HTML as it is. */
+const layoutSource = emailLayout.replace('{{ content }}', '{{ content | raw }}');
 
 const toTemplate = (row: TemplatesTable): Template => ({
   key: row.key,
@@ -195,10 +199,10 @@ export async function renderEmail(
     lang,
     marketing: template.category === 'marketing',
   };
-  const subject = (await render(textEngine, variant.subject, scope)).replace(/\s+/g, ' ').trim();
-  const content = await render(htmlEngine, variant.html, scope);
-  const html = await render(htmlEngine, emailLayout.replace('{{ content }}', '{{ content | raw }}'), { ...scope, subject, content });
-  const text = (await render(textEngine, variant.text, scope)) + (await render(textEngine, textFooter, scope));
+  const subject = render(textEngine, variant.subject, scope).replace(/\s+/g, ' ').trim();
+  const content = render(htmlEngine, variant.html, scope);
+  const html = render(htmlEngine, layoutSource, { ...scope, subject, content });
+  const text = render(textEngine, variant.text, scope) + render(textEngine, textFooter, scope);
   return { subject, html, text, locale: lang };
 }
 
@@ -208,5 +212,5 @@ export async function renderSms(
   vars: Record<string, unknown>,
 ): Promise<{ body: string; locale: Locale }> {
   const lang = pickLocale(template, locale);
-  return { body: (await render(textEngine, (template.variants[lang] as SmsVariant).body, { ...vars, lang })).trim(), locale: lang };
+  return { body: render(textEngine, (template.variants[lang] as SmsVariant).body, { ...vars, lang }).trim(), locale: lang };
 }

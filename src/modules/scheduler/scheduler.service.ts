@@ -6,6 +6,7 @@ import type { AppContext } from '../../platform/context.ts';
 import { dispatchDeliveries, runCampaignSteps } from '../campaigns/index.ts';
 import { expireConsents, expirePending, takeCheckpoint } from '../consents/index.ts';
 import { dispatchDue } from '../messaging/index.ts';
+import { dispatchWebhooks } from '../webhooks/index.ts';
 
 export interface JobResult {
   job: string;
@@ -42,6 +43,8 @@ const jobs: Job[] = [
 const dispatchJobs: Job[] = [
   { name: 'dispatch-messages', everySeconds: 0, run: async (ctx) => dispatchDue(ctx) },
   { name: 'dispatch-deliveries', everySeconds: 0, run: async (ctx) => dispatchDeliveries(ctx) },
+  // Last: it announces what the jobs above did (a campaign step completed) in the same tick.
+  { name: 'dispatch-webhooks', everySeconds: 0, run: async (ctx) => dispatchWebhooks(ctx) },
 ];
 
 const SCHEDULER_LOCK = 7_341_001;
