@@ -12,13 +12,16 @@ import { channelRoutes } from './modules/channels/index.ts';
 import { collectionRoutes, messageRoutes } from './modules/collection/index.ts';
 import { consentRoutes } from './modules/consents/index.ts';
 import { contactRoutes } from './modules/contacts/index.ts';
+import { exportRoutes } from './modules/exports/index.ts';
 import { formApiRoutes, formPageRoutes } from './modules/forms/index.ts';
 import { governanceRoutes } from './modules/governance/index.ts';
 import { hookRoutes } from './modules/hooks/index.ts';
+import { importRoutes } from './modules/imports/index.ts';
 import { messagingRoutes } from './modules/messaging/index.ts';
 import { purposeRoutes } from './modules/purposes/index.ts';
 import { segmentRoutes } from './modules/segments/index.ts';
 import { suppressionRoutes } from './modules/suppressions/index.ts';
+import { webhookRoutes } from './modules/webhooks/index.ts';
 import { chooseLang } from './pages/i18n.ts';
 import { sendMessagePage } from './pages/render.ts';
 import type { AppContext } from './platform/context.ts';
@@ -205,6 +208,8 @@ export async function buildApp(ctx: AppContext): Promise<App> {
   formApiRoutes(app, ctx);
   segmentRoutes(app, ctx);
   campaignRoutes(app, ctx);
+  exportRoutes(app, ctx);
+  webhookRoutes(app, ctx);
   // Public pages take HTML form posts; the API keeps to JSON.
   await app.register(async (pages) => {
     await pages.register(formbody, { bodyLimit: 65_536 });
@@ -213,6 +218,8 @@ export async function buildApp(ctx: AppContext): Promise<App> {
   });
   // Provider callbacks: signed raw JSON bodies, their own parser.
   await hookRoutes(app, ctx);
+  // CSV imports: the body is a stream, with its own parser and size limit.
+  await importRoutes(app, ctx);
 
   await app.ready();
   return app;

@@ -59,6 +59,13 @@ export const problemCodes = {
   bad_signature: { status: 401, title: 'The signature is missing, wrong or too old' },
   segment_invalid: { status: 400, title: 'The segment filter is not valid' },
   segment_not_found: { status: 404, title: 'No such segment' },
+  webhook_url_invalid: { status: 422, title: 'A webhook URL is an absolute http(s) URL' },
+  webhook_url_not_allowed: { status: 422, title: 'A webhook may not point at this server' },
+  unknown_webhook_event: { status: 422, title: 'Unknown webhook event type' },
+  webhook_not_found: { status: 404, title: 'No such webhook' },
+  import_file_invalid: { status: 422, title: 'The file cannot be imported' },
+  import_columns_invalid: { status: 422, title: 'The file’s columns do not map onto contacts and consents' },
+  import_not_found: { status: 404, title: 'No such import' },
   internal: { status: 500, title: 'Internal error' },
 } as const;
 
