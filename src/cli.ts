@@ -1,6 +1,6 @@
-// The `assent` command: serve, worker, migrate, keys, ledger, outbox, campaigns, scheduler. Every command honours
+// The `assent` command: serve, worker, migrate, keys, ledger, outbox, campaigns, export, scheduler. Every command honours
 // DATABASE_URL and prints one JSON document with --json.
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Argument, Command, InvalidArgumentError, Option } from 'commander';
 import { ConfigError, loadConfig } from './config.ts';
 import { ManualClock, parseInstant } from './platform/clock.ts';
 import type { AppContext } from './platform/context.ts';
@@ -194,6 +194,152 @@ ledger
     );
   });
 
+const collect = (value: string, previous: string[]) => [...previous, value];
+
+/** The import's bar: rows against the total the check counted, rows/s and ETA (on a terminal only). */
+async function importProgressBar(enabled: boolean) {
+  if (!enabled || !process.stderr.isTTY) return { update: (_p: { read: number; rows: number }) => {}, stop: () => {} };
+  const { SingleBar } = await import('cli-progress');
+  const bar = new SingleBar({
+    format: 'importing [{bar}] {percentage}% | {value}/{total} rows | {speed} rows/s | ETA {eta_formatted}',
+    stream: process.stderr,
+    etaBuffer: 20,
+  });
+  const started = Date.now();
+  let begun = false;
+  return {
+    update: (p: { read: number; rows: number }) => {
+      if (!begun) {
+        bar.start(p.rows, 0, { speed: 0 });
+        begun = true;
+      }
+      const seconds = (Date.now() - started) / 1000;
+      bar.update(p.read, { speed: seconds > 0 ? Math.round(p.read / seconds) : 0 });
+    },
+    stop: () => {
+      if (begun) bar.stop();
+    },
+  };
+}
+
+const imports = program.command('import').description('Bring data in');
+imports
+  .command('contacts')
+  .description(
+    'Import contacts and their consents from a CSV export. The file is checked whole first (encoding, delimiter, columns);\n' +
+      'rows are then written 1,000 a transaction; bad rows are rejected with their line, column and reason.',
+  )
+  .argument('<file>', 'the CSV file: comma, semicolon or tab separated; UTF-8 (with or without BOM) or Windows-1252')
+  .option(
+    '--map <column=target>',
+    'read a column as a field, e.g. --map "Courriel=email" (repeat it; target "-" ignores the column)',
+    collect,
+    [],
+  )
+  .option('--ignore-unknown', 'ignore the columns that map to nothing (otherwise the import is refused)')
+  .addOption(
+    new Option('--on-duplicate <mode>', 'a row whose email (or else phone) is a contact already: fill its empty fields, or skip the row')
+      .choices(['update', 'skip'])
+      .default('update'),
+  )
+  .option('--dry-run', 'check every row and count what would happen; no contact, consent or ledger event is written')
+  .option('--force', 'import the file again although an import of the same file completed')
+  .option('--rejects <file>', 'write the rejected rows (line,column,reason) to this CSV file')
+  .addOption(new Option('--encoding <encoding>', 'the file encoding').choices(['auto', 'utf-8', 'windows-1252']).default('auto'))
+  .option('--json', 'print the summary as JSON')
+  .action(
+    async (
+      file: string,
+      opts: {
+        map: string[];
+        ignoreUnknown?: boolean;
+        onDuplicate: 'update' | 'skip';
+        dryRun?: boolean;
+        force?: boolean;
+        rejects?: string;
+        encoding: 'auto' | 'utf-8' | 'windows-1252';
+        json?: boolean;
+      },
+    ) => {
+      const { existsSync, statSync, createWriteStream } = await import('node:fs');
+      if (!existsSync(file) || !statSync(file).isFile()) throw new DomainError('import_file_invalid', `There is no file "${file}"`);
+      const { importContactsFile, parseMapOption, rejectsCsv } = await import('./modules/imports/index.ts');
+      const map: Record<string, string> = {};
+      for (const entry of opts.map) {
+        const pair = parseMapOption(entry);
+        if (!pair) throw new DomainError('validation_failed', `--map "${entry}" must look like "<column>=<target>", e.g. "Courriel=email"`);
+        map[pair[0]] = pair[1];
+      }
+      const { cliRequest } = await import('./platform/context.ts');
+      const bar = await importProgressBar(!opts.json);
+      const summary = await withContext(async (ctx) => {
+        try {
+          const result = await importContactsFile(
+            ctx,
+            cliRequest(),
+            file,
+            {
+              map,
+              ignoreUnknown: !!opts.ignoreUnknown,
+              onDuplicate: opts.onDuplicate,
+              dryRun: !!opts.dryRun,
+              force: !!opts.force,
+              encoding: opts.encoding,
+            },
+            bar.update,
+          );
+          if (opts.rejects) {
+            const out = createWriteStream(opts.rejects);
+            for await (const chunk of rejectsCsv(ctx, result.id))
+              if (!out.write(chunk)) await new Promise<void>((r) => out.once('drain', () => r()));
+            await new Promise<void>((resolve, reject) => out.end((error?: Error | null) => (error ? reject(error) : resolve())));
+          }
+          return result;
+        } finally {
+          bar.stop();
+        }
+      });
+      print(!!opts.json, summary, () => {
+        const lines = [
+          `import ${summary.id}: ${summary.status}${summary.dryRun ? ' (dry run: nothing was written)' : ''}`,
+          '',
+          table([
+            {
+              read: summary.read,
+              written: summary.written,
+              updated: summary.updated,
+              rejected: summary.rejected,
+              skipped: summary.skipped,
+              consents: summary.consents,
+            },
+          ]),
+        ];
+        const report = summary.report;
+        if (summary.alreadyImported) {
+          lines.push('', `this file was imported already (import ${summary.alreadyImported}): nothing done; --force imports it again`);
+        } else if (report) {
+          lines.push(
+            '',
+            `consents by proof: strong ${report.grades.strong}, fair ${report.grades.fair}, weak ${report.grades.weak}` +
+              ` (${report.events} ledger events); kept (already known) ${report.consentsKept}, not recorded (suppressed address) ${report.consentsSuppressed}`,
+            `read as ${report.encoding}, ${report.delimiter === '\t' ? 'tab' : `"${report.delimiter}"`}-separated`,
+          );
+          if (report.ignored.length > 0) lines.push(`ignored columns: ${report.ignored.join(', ')}`);
+          for (const warning of report.warnings) lines.push(`warning: ${warning}`);
+        }
+        if (summary.rejected > 0) {
+          lines.push(
+            opts.rejects
+              ? `rejected rows written to ${opts.rejects}`
+              : `rejected rows: --rejects FILE, or GET /v1/imports/${summary.id}/rejects.csv`,
+          );
+        }
+        if (summary.error) lines.push(`error: ${summary.error}`);
+        return lines.join('\n');
+      });
+    },
+  );
+
 const outbox = program
   .command('outbox')
   .description('Messages Assent sent or keeps (the outbox transport keeps them when SMTP_URL is not set)');
@@ -277,6 +423,40 @@ campaigns
         table([...stats.steps.map((s) => ({ step: String(s.step), ...cols(s) })), { step: 'total', ...cols(stats.totals) }]),
       ].join('\n');
     });
+  });
+
+program
+  .command('export')
+  .description('Stream contacts (in the import’s columns), consent states or ledger events as CSV or JSON Lines')
+  .addArgument(new Argument('<kind>', 'what to export').choices(['contacts', 'consents', 'events']))
+  .option('--segment <key>', 'only the members of this segment')
+  .addOption(new Option('--format <format>', 'file format').choices(['csv', 'jsonl']).default('csv'))
+  .option('--out <file>', 'write to this file (default: standard output)')
+  .option('--json', 'with --out: print { kind, format, segment, rows, out }')
+  .action(async (kind: string, opts: { segment?: string; format: string; out?: string; json?: boolean }) => {
+    const { openExport } = await import('./modules/exports/index.ts');
+    const { createWriteStream, renameSync, rmSync } = await import('node:fs');
+    const { pipeline } = await import('node:stream/promises');
+    const bar = await progressBar('exporting', !!opts.out && !opts.json);
+    const summary = await withContext(async (ctx) => {
+      const opened = await openExport(ctx, { kind, format: opts.format, segment: opts.segment });
+      const timer = setInterval(() => bar.update(opened.progress.rows), 250);
+      // A file appears whole or not at all: written aside, renamed when complete.
+      const partial = opts.out ? `${opts.out}.part` : undefined;
+      try {
+        await pipeline(opened.stream, partial ? createWriteStream(partial) : process.stdout);
+        if (partial && opts.out) renameSync(partial, opts.out);
+      } catch (error) {
+        if (partial) rmSync(partial, { force: true });
+        throw error;
+      } finally {
+        clearInterval(timer);
+        bar.update(opened.progress.rows);
+        bar.stop();
+      }
+      return { kind: opened.kind, format: opened.format, segment: opened.segment, rows: opened.progress.rows, out: opts.out ?? null };
+    });
+    if (opts.out) print(!!opts.json, summary, () => `exported ${summary.rows} ${summary.kind} rows to ${opts.out}`);
   });
 
 const scheduler = program.command('scheduler').description('Scheduled jobs');
