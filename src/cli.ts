@@ -448,6 +448,8 @@ program
         if (partial && opts.out) renameSync(partial, opts.out);
       } catch (error) {
         if (partial) rmSync(partial, { force: true });
+        // A reader that stopped early (`| head`) is not a failure.
+        else if ((error as { code?: string }).code === 'EPIPE') return null;
         throw error;
       } finally {
         clearInterval(timer);
@@ -456,7 +458,7 @@ program
       }
       return { kind: opened.kind, format: opened.format, segment: opened.segment, rows: opened.progress.rows, out: opts.out ?? null };
     });
-    if (opts.out) print(!!opts.json, summary, () => `exported ${summary.rows} ${summary.kind} rows to ${opts.out}`);
+    if (opts.out && summary) print(!!opts.json, summary, () => `exported ${summary.rows} ${summary.kind} rows to ${opts.out}`);
   });
 
 const scheduler = program.command('scheduler').description('Scheduled jobs');

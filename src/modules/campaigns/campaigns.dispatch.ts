@@ -44,7 +44,10 @@ export function readShortDeliveryToken(secret: string, token: string): number | 
 
 const worker = `${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
 
-/** Gives back deliveries whose dispatcher died (lease over), then claims a batch of due ones. */
+/**
+ * Gives back deliveries whose dispatcher died (lease over; never this process's own, still in
+ * its queue), then claims a batch of due ones.
+ */
 async function claim(ctx: AppContext, limit: number): Promise<Delivery[]> {
   const now = ctx.clock.now();
   const db = ctx.db.kysely;
@@ -53,6 +56,7 @@ async function claim(ctx: AppContext, limit: number): Promise<Delivery[]> {
     .set({ status: 'queued', claimed_by: null, claimed_until: null })
     .where('status', '=', 'sending')
     .where('claimed_until', '<', iso(now))
+    .where((eb) => eb.or([eb('claimed_by', 'is', null), eb('claimed_by', '!=', worker)]))
     .execute();
   const running = db.selectFrom('campaigns').select('key').where('status', '=', 'running');
   let due = db
@@ -101,7 +105,10 @@ export async function dispatchDeliveries(ctx: AppContext, options: { max?: numbe
     if (claiming) return claiming;
     if (exhausted) return Promise.resolve();
     claiming = (async () => {
-      const want = Math.min(ctx.config.deliveries.batch, max - claimed);
+      // Paced sending claims no more than a quarter of a lease's worth at a time: a claimed
+      // delivery must be sent long before another dispatcher may take it back.
+      const paced = rate > 0 ? Math.max(1, Math.floor((rate * ctx.config.deliveries.leaseSeconds) / 4)) : Number.POSITIVE_INFINITY;
+      const want = Math.min(ctx.config.deliveries.batch, paced, max - claimed);
       const batch = want > 0 ? await claim(ctx, want) : [];
       if (batch.length === 0) exhausted = true;
       claimed += batch.length;
@@ -197,7 +204,7 @@ async function completeSteps(ctx: AppContext): Promise<number> {
  * The contact, and why this delivery must not go now (RULES 17) or null — asked just before the
  * send, in the same query that reads the contact.
  */
-async function contactAndRule(ctx: AppContext, campaign: Campaign, contactId: string) {
+async function contactAndRule(ctx: AppContext, campaign: Campaign, d: Delivery) {
   const row = await ctx.db.kysely
     .selectFrom('contacts as c')
     .selectAll('c')
@@ -205,18 +212,21 @@ async function contactAndRule(ctx: AppContext, campaign: Campaign, contactId: st
       exclusionCase(campaign).as('excluded_reason'),
       sql<number>`(select count(*) from consent_states cs where cs.contact_id = c.id and cs.channel_key = ${campaign.channel}
         and cs.purpose_key in (${sql.join(campaign.purposes.map((p) => sql`${p}`))}) and cs.status = 'granted')`.as('granted'),
+      // Still ours? (Another dispatcher takes a delivery back only once its lease is over.)
+      sql<string | null>`(select d.claimed_by from deliveries d where d.id = ${d.id} and d.status = 'sending')`.as('owner'),
     ])
-    .where('c.id', '=', contactId)
+    .where('c.id', '=', d.contact_id)
     .executeTakeFirst();
   const why =
     !row || row.erased_at ? 'erased' : (row.excluded_reason ?? (Number(row.granted) >= campaign.purposes.length ? 'confirmed' : null));
-  return { contact: row, why };
+  return { contact: row, why, ours: row?.owner === worker };
 }
 
 async function sendDelivery(ctx: AppContext, campaign: Campaign, d: Delivery, result: DeliveryDispatchResult): Promise<void> {
   const db = ctx.db.kysely;
   try {
-    const { contact, why } = await contactAndRule(ctx, campaign, d.contact_id);
+    const { contact, why, ours } = await contactAndRule(ctx, campaign, d);
+    if (!ours && contact) return;
     if (why || !contact) {
       await finish(db, d.id, { status: 'cancelled', last_error: `not sent: ${why}` });
       result.cancelled += 1;
@@ -303,7 +313,8 @@ async function sendDelivery(ctx: AppContext, campaign: Campaign, d: Delivery, re
       text: email.text,
       headers,
     });
-    // Recorded at once, message by message: a crash can only repeat the one in flight.
+    // Recorded at once, message by message: a crash can only repeat the messages in flight at that
+    // instant (at most two per SMTP connection), with the same Message-ID.
     await finish(db, d.id, { status: 'sent', sent_at: iso(ctx.clock.now()), provider_ref: messageId, last_error: null });
     result.sent += 1;
   } catch (error) {

@@ -455,16 +455,18 @@ export async function enqueueStep(ctx: AppContext, campaign: Campaign, step: num
     if (Number(inserted.numInsertedOrUpdatedRows ?? 0) === 0) return 0;
     if (filter) await addToAudience(trx, campaign, filter, segmentScope(ctx, at), now);
     const purposes = sql.join(campaign.purposes.map((p) => sql`${p}`));
-    const select = trx
+    // Who answered earlier steps, and who was written to before: each computed once (a set the
+    // planner hashes), not probed per audience member — PostgreSQL would otherwise scan the
+    // campaign's deliveries, the new ones included, for every member.
+    const answered = sql`select r.contact_id from deliveries r where r.campaign_key = ${campaign.key}
+      and (r.confirmed_at is not null or r.unsubscribed_at is not null or r.bounced_at is not null)`;
+    const writtenTo = sql`select w.contact_id from deliveries w where w.campaign_key = ${campaign.key}`;
+    let select = trx
       .selectFrom('campaign_audience as a')
       .innerJoin('contacts as c', 'c.id', 'a.contact_id')
       .where('a.campaign_key', '=', campaign.key)
       .where('a.excluded_reason', 'is', null)
       .where('c.erased_at', 'is', null)
-      .where(
-        sql<boolean>`not exists (select 1 from deliveries d where d.campaign_key = ${campaign.key} and d.contact_id = a.contact_id
-          and (d.confirmed_at is not null or d.unsubscribed_at is not null or d.bounced_at is not null))`,
-      )
       // Those who have since given a valid consent for every purpose are not asked again.
       .where(
         sql<boolean>`(select count(*) from consent_states cs where cs.contact_id = a.contact_id and cs.channel_key = ${campaign.channel}
@@ -475,14 +477,14 @@ export async function enqueueStep(ctx: AppContext, campaign: Campaign, step: num
         sql<string>`${campaign.key}`.as('campaign_key'),
         sql<number>`${step}`.as('step'),
         'a.contact_id as contact_id',
-        (step === 1
-          ? sql<string>`'first'`
-          : sql<string>`case when exists (select 1 from deliveries p where p.campaign_key = ${campaign.key} and p.contact_id = a.contact_id) then 'reminder' else 'first' end`
-        ).as('template'),
+        (step === 1 ? sql<string>`'first'` : sql<string>`case when a.contact_id in (${writtenTo}) then 'reminder' else 'first' end`).as(
+          'template',
+        ),
         sql<string>`'queued'`.as('status'),
         sql<string>`${now}`.as('send_after'),
         sql<string>`${now}`.as('created_at'),
       ]);
+    if (step > 1) select = select.where(sql<boolean>`a.contact_id not in (${answered})`);
     const result = await trx
       .insertInto('deliveries')
       .columns(['campaign_key', 'step', 'contact_id', 'template', 'status', 'send_after', 'created_at'])

@@ -45,14 +45,16 @@ export function exportRoutes(app: App, ctx: AppContext): void {
         format: request.query.format ?? 'csv',
         segment: request.query.segment,
       });
-      // Who exported what (RULES 20): ids and counts only.
-      opened.stream.once('end', () =>
+      // Who exported what (RULES 20): kind, segment, count and key name, never a row. Logged when
+      // the stream closes, whether the reader took it all or went away.
+      opened.stream.once('close', () =>
         request.log.info(
           {
             export: opened.kind,
             format: opened.format,
             segment: opened.segment,
             rows: opened.progress.rows,
+            complete: opened.stream.readableEnded,
             actor: request.requestContext.actor.name,
           },
           'export',
