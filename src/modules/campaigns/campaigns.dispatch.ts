@@ -3,7 +3,7 @@
 // A delivery recorded as sent is never sent again; one claimed by a dispatcher that died is given
 // back when its lease runs out.
 import { createHmac } from 'node:crypto';
-import { type Selectable, sql, type Updateable } from 'kysely';
+import { CompiledQuery, type Selectable, sql, type Updateable } from 'kysely';
 import type { Executor } from '../../database.ts';
 import { iso } from '../../platform/clock.ts';
 import type { AppContext } from '../../platform/context.ts';
@@ -205,7 +205,27 @@ async function completeSteps(ctx: AppContext): Promise<number> {
  * send, in the same query that reads the contact.
  */
 async function contactAndRule(ctx: AppContext, campaign: Campaign, d: Delivery) {
-  const row = await ctx.db.kysely
+  const [row] = await ctx.db.read(ruleQuery(ctx, campaign).bind(d.contact_id, d.id));
+  const why =
+    !row || row.erased_at ? 'erased' : (row.excluded_reason ?? (Number(row.granted) >= campaign.purposes.length ? 'confirmed' : null));
+  return { contact: row, why, ours: row?.owner === worker };
+}
+
+const CONTACT_SLOT = '\u0000contact';
+const DELIVERY_SLOT = -1_000_000_007;
+const ruleQueries = new WeakMap<AppContext, Map<string, ReturnType<typeof compileRule>>>();
+
+/** The rule query compiled once per campaign (the send path runs it for every message). */
+function ruleQuery(ctx: AppContext, campaign: Campaign) {
+  let byCampaign = ruleQueries.get(ctx);
+  if (!byCampaign) ruleQueries.set(ctx, (byCampaign = new Map()));
+  let entry = byCampaign.get(campaign.key);
+  if (!entry) byCampaign.set(campaign.key, (entry = compileRule(ctx, campaign)));
+  return entry;
+}
+
+function compileRule(ctx: AppContext, campaign: Campaign) {
+  const compiled = ctx.db.kysely
     .selectFrom('contacts as c')
     .selectAll('c')
     .select([
@@ -213,13 +233,31 @@ async function contactAndRule(ctx: AppContext, campaign: Campaign, d: Delivery) 
       sql<number>`(select count(*) from consent_states cs where cs.contact_id = c.id and cs.channel_key = ${campaign.channel}
         and cs.purpose_key in (${sql.join(campaign.purposes.map((p) => sql`${p}`))}) and cs.status = 'granted')`.as('granted'),
       // Still ours? (Another dispatcher takes a delivery back only once its lease is over.)
-      sql<string | null>`(select d.claimed_by from deliveries d where d.id = ${d.id} and d.status = 'sending')`.as('owner'),
+      sql<string | null>`(select d.claimed_by from deliveries d where d.id = ${DELIVERY_SLOT} and d.status = 'sending')`.as('owner'),
     ])
-    .where('c.id', '=', d.contact_id)
-    .executeTakeFirst();
-  const why =
-    !row || row.erased_at ? 'erased' : (row.excluded_reason ?? (Number(row.granted) >= campaign.purposes.length ? 'confirmed' : null));
-  return { contact: row, why, ours: row?.owner === worker };
+    .where('c.id', '=', CONTACT_SLOT)
+    .compile();
+  const template = compiled.parameters;
+  return {
+    bind: (contactId: string, deliveryId: number) =>
+      CompiledQuery.raw(
+        compiled.sql,
+        template.map((p) => (p === CONTACT_SLOT ? contactId : p === DELIVERY_SLOT ? deliveryId : p)),
+      ) as CompiledQuery<
+        Record<string, unknown> & {
+          erased_at: string | null;
+          excluded_reason: string | null;
+          granted: number;
+          owner: string | null;
+          id: string;
+          email: string | null;
+          phone: string | null;
+          first_name: string | null;
+          last_name: string | null;
+          locale: string | null;
+        }
+      >,
+  };
 }
 
 async function sendDelivery(ctx: AppContext, campaign: Campaign, d: Delivery, result: DeliveryDispatchResult): Promise<void> {

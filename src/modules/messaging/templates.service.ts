@@ -201,10 +201,56 @@ export async function renderEmail(
   };
   const subject = render(textEngine, variant.subject, scope).replace(/\s+/g, ' ').trim();
   const content = render(htmlEngine, variant.html, scope);
-  const html = render(htmlEngine, layoutSource, { ...scope, subject, content });
-  const text = render(textEngine, variant.text, scope) + render(textEngine, textFooter, scope);
+  const frame = framesFor(scope);
+  const links = (vars.links ?? {}) as { unsubscribe?: unknown; preferences?: unknown };
+  const fill = (source: string, escape: (v: string) => string) =>
+    source
+      .split(SLOT.subject)
+      .join(escape(subject))
+      .split(SLOT.unsubscribe)
+      .join(escape(String(links.unsubscribe ?? '')))
+      .split(SLOT.preferences)
+      .join(escape(String(links.preferences ?? '')));
+  const html = fill(frame.html, escapeHtml).split(SLOT.content).join(content);
+  const text = render(textEngine, variant.text, scope) + fill(frame.footer, (v) => v);
   return { subject, html, text, locale: lang };
 }
+
+/**
+ * Our layout and text footer, rendered once per language, company and kind of mail with slots
+ * for what changes per message (subject, content, links), then filled by plain replacement: the
+ * layout was a third of a campaign mail's rendering time. Slot values are escaped as the layout's
+ * own output escaping would.
+ */
+const SLOT = {
+  subject: '\u0001subject\u0001',
+  content: '\u0001content\u0001',
+  unsubscribe: '\u0001unsubscribe\u0001',
+  preferences: '\u0001preferences\u0001',
+};
+const frames = new Map<string, { html: string; footer: string }>();
+
+function framesFor(scope: { company: { name: string; address: string }; lang: string; marketing: boolean }) {
+  const key = JSON.stringify([scope.lang, scope.marketing, scope.company.name, scope.company.address]);
+  let frame = frames.get(key);
+  if (!frame) {
+    const slots = {
+      company: scope.company,
+      lang: scope.lang,
+      marketing: scope.marketing,
+      subject: SLOT.subject,
+      content: SLOT.content,
+      links: { unsubscribe: SLOT.unsubscribe, preferences: SLOT.preferences },
+    };
+    frame = { html: render(htmlEngine, layoutSource, slots), footer: render(textEngine, textFooter, slots) };
+    if (frames.size > 100) frames.clear();
+    frames.set(key, frame);
+  }
+  return frame;
+}
+
+const htmlEscapes: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&#34;', "'": '&#39;' };
+const escapeHtml = (value: string) => value.replace(/\u0001/g, '').replace(/[&<>"']/g, (c) => htmlEscapes[c] as string);
 
 export async function renderSms(
   template: Template,
