@@ -7,6 +7,7 @@ export {
   updateContactRow,
 } from './contacts.repository.ts';
 export { ContactIdParams, contactRoutes } from './contacts.routes.ts';
+export { ContactSchema } from './contacts.schema.ts';
 export {
   type Contact,
   contactForEmail,

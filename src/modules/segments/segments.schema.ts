@@ -1,5 +1,5 @@
 import { Type } from 'typebox';
-import { Key, Nullable } from '../../platform/http.ts';
+import { Key } from '../../platform/http.ts';
 
 /**
  * The filter tree is checked by the segments module itself (segments.filter.ts), which names
@@ -47,21 +47,5 @@ export const SegmentSchema = Type.Object({
 
 export const CountSchema = Type.Object({ count: Type.Integer() });
 
-/** A contact as GET /v1/contacts/{id} answers it (the contacts module does not export its schema). */
-export const SegmentContactSchema = Type.Object({
-  id: Type.String(),
-  email: Nullable(Type.String()),
-  phone: Nullable(Type.String()),
-  firstName: Nullable(Type.String()),
-  lastName: Nullable(Type.String()),
-  locale: Nullable(Type.String()),
-  kind: Type.String(),
-  lifecycle: Type.String(),
-  lastPurchaseAt: Nullable(Type.String()),
-  source: Nullable(Type.String()),
-  attributes: Type.Record(Type.String(), Type.Union([Type.String(), Type.Number(), Type.Boolean()])),
-  createdAt: Type.String(),
-  updatedAt: Type.String(),
-  lastInteractionAt: Nullable(Type.String()),
-  erasedAt: Nullable(Type.String()),
-});
+/** A contact as GET /v1/contacts/{id} answers it. */
+export { ContactSchema as SegmentContactSchema } from '../contacts/index.ts';
