@@ -69,7 +69,7 @@ function batchOf(pool: Array<{ id: string; locale: string | null }>, b: number, 
   return out;
 }
 
-function copyDatabase(sourceFile: string, scratch: string): number {
+export function copyDatabase(sourceFile: string, scratch: string): number {
   const started = performance.now();
   const source = new SqliteDatabase(sourceFile);
   source.pragma('wal_checkpoint(TRUNCATE)');

@@ -76,12 +76,12 @@ const TEMPLATE = 'bench-weekly';
 const runTs = fileURLToPath(new URL('../bin/run-ts.js', import.meta.url));
 const sinkTs = fileURLToPath(new URL('./smtp-sink.ts', import.meta.url));
 
-interface Sink {
+export interface Sink {
   port: number;
   child: ChildProcess;
 }
 
-async function startSink(): Promise<Sink> {
+export async function startSink(): Promise<Sink> {
   const child = spawn(process.execPath, [runTs, sinkTs], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   const port = await new Promise<number>((resolve, reject) => {
     child.once('message', (m: { port: number }) => resolve(m.port));
@@ -90,7 +90,7 @@ async function startSink(): Promise<Sink> {
   return { port, child };
 }
 
-async function stopChild(child: ChildProcess): Promise<void> {
+export async function stopChild(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null) return;
   const exited = new Promise((resolve) => child.once('exit', resolve));
   child.kill('SIGTERM');
@@ -109,8 +109,8 @@ function ask<T>(child: ChildProcess, question: Record<string, true>, key: string
   });
 }
 
-const sinkCount = (sink: Sink) => ask<{ count: number; bytes: number }>(sink.child, { count: true }, 'count');
-const sinkCpuMs = async (sink: Sink) => {
+export const sinkCount = (sink: Sink) => ask<{ count: number; bytes: number }>(sink.child, { count: true }, 'count');
+export const sinkCpuMs = async (sink: Sink) => {
   const { cpu } = await ask<{ cpu: { user: number; system: number } }>(sink.child, { cpu: true }, 'cpu');
   return (cpu.user + cpu.system) / 1000;
 };
@@ -190,10 +190,14 @@ async function enqueueAll(ctx: AppContext, recipients: Array<{ id: string; email
   return ids;
 }
 
-type Outgoing = Parameters<ReturnType<typeof nodemailer.createTransport>['sendMail']>[0];
+export type Outgoing = Parameters<ReturnType<typeof nodemailer.createTransport>['sendMail']>[0];
 
 /** Bare nodemailer: every message handed to the pool, at most `concurrency` in flight. */
-async function sendBare(transport: ReturnType<typeof nodemailer.createTransport>, mails: Outgoing[], concurrency: number): Promise<void> {
+export async function sendBare(
+  transport: ReturnType<typeof nodemailer.createTransport>,
+  mails: Outgoing[],
+  concurrency: number,
+): Promise<void> {
   let next = 0;
   const lane = async () => {
     while (next < mails.length) {

@@ -1,27 +1,33 @@
 // `npm run bench` — builds (or reuses) the bench database, then measures, each beside a raw
 // baseline taken in the same run: decide() in process, GET /v1/decisions over HTTP, and ledger
-// appends through the service. Prints a table and writes bench/RESULTS.md.
+// appends through the service; mail and forms; campaign launch, campaign mail and segment counts.
+// Prints a table and writes bench/RESULTS.md (a partial run of launch, campaign-mail or
+// segment-count writes its own block there, under "Separate runs").
 //
-//   npm run bench [-- --rebuild] [-- --only=decide,http,append,mail,form]
+//   npm run bench [-- --rebuild] [-- --only=decide,http,append,mail,form,launch,campaign-mail,segment-count]
 //   BENCH_CONTACTS=50000 npm run bench      (a quick run on a smaller database)
 //
 // Environment: BENCH_CONTACTS (1000000), BENCH_SECONDS (3, per in-process measure),
 // BENCH_HTTP_SECONDS (10), BENCH_HTTP_CONNECTIONS (10), BENCH_APPEND_EVENTS (100000),
-// BENCH_APPEND_BATCH (500).
+// BENCH_APPEND_BATCH (500), BENCH_MAILS (4000), BENCH_CAMPAIGN_MAILS (5000),
+// BENCH_LAUNCH_ROUNDS (2, per segment), BENCH_COUNT_ROUNDS (5, per segment).
 import { loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { createContext } from '../src/boot.ts';
 import { loadConfig } from '../src/config.ts';
 import { createKey } from '../src/modules/auth/index.ts';
 import { type AppendResult, benchAppend } from './append.ts';
+import { benchCampaignMail } from './campaign-mail.ts';
 import { fmtInt, fmtSeconds, log } from './common.ts';
 import { ensureDataset } from './dataset.ts';
 import { benchDecide, type DecideResult } from './decide.ts';
 import { benchFormPost } from './form-post.ts';
 import { benchHttp, type HttpResult } from './http.ts';
+import { benchLaunch, launchDetails, launchMeasures } from './launch.ts';
 import { benchMail } from './mail.ts';
-import { type Measure, machine, printTable, writeResults } from './report.ts';
+import { type Measure, machine, printTable, targetsMet, upsertPartSection, writeResults } from './report.ts';
 import { sampleContacts } from './sample.ts';
+import { benchSegmentCount, segmentCountDetails, segmentCountMeasures } from './segment-count.ts';
 
 function envInt(name: string, fallback: number, min: number): number {
   const raw = process.env[name];
@@ -37,8 +43,13 @@ function envInt(name: string, fallback: number, min: number): number {
 const args = process.argv.slice(2);
 const rebuild = args.includes('--rebuild');
 const onlyArg = args.find((a) => a.startsWith('--only='));
-const allParts = ['decide', 'http', 'append', 'mail', 'form'];
+const allParts = ['decide', 'http', 'append', 'mail', 'form', 'launch', 'campaign-mail', 'segment-count'];
 const only = new Set((onlyArg ? onlyArg.slice('--only='.length) : allParts.join(',')).split(','));
+const unknownParts = [...only].filter((part) => !allParts.includes(part));
+if (unknownParts.length > 0) {
+  console.error(`--only: unknown part ${unknownParts.join(', ')} (parts: ${allParts.join(', ')})`);
+  process.exit(2);
+}
 const settings = {
   contacts: envInt('BENCH_CONTACTS', 1_000_000, 1_000),
   seconds: envInt('BENCH_SECONDS', 3, 1),
@@ -46,6 +57,15 @@ const settings = {
   httpConnections: envInt('BENCH_HTTP_CONNECTIONS', 10, 1),
   appendEvents: envInt('BENCH_APPEND_EVENTS', 100_000, 1_000),
   appendBatch: envInt('BENCH_APPEND_BATCH', 500, 1),
+  campaignMails: envInt('BENCH_CAMPAIGN_MAILS', 5_000, 100),
+  launchRounds: envInt('BENCH_LAUNCH_ROUNDS', 2, 1),
+  countRounds: envInt('BENCH_COUNT_ROUNDS', 5, 1),
+};
+/** Parts whose partial runs write their own block in bench/RESULTS.md, with its title. */
+const separateParts: Record<string, string> = {
+  launch: `launch — a re-permission campaign launched on ${fmtInt(settings.contacts)} contacts (audience frozen, step 1 queued)`,
+  'campaign-mail': 'campaign-mail — campaign deliveries to a local SMTP sink',
+  'segment-count': `segment-count — counting a segment with a consent condition on ${fmtInt(settings.contacts)} contacts`,
 };
 const envShown = [
   'BENCH_CONTACTS',
@@ -55,6 +75,10 @@ const envShown = [
   'BENCH_HTTP_CONNECTIONS',
   'BENCH_APPEND_EVENTS',
   'BENCH_APPEND_BATCH',
+  'BENCH_CAMPAIGN_MAILS',
+  'BENCH_LAUNCH_ROUNDS',
+  'BENCH_COUNT_ROUNDS',
+  'BENCH_PROFILE',
 ]
   .filter((name) => process.env[name])
   .map((name) => `${name}=${process.env[name]}`);
@@ -66,9 +90,10 @@ const loadAtStart = loadavg()[0] as number;
 const m = machine();
 log(`Assent bench — ${m.cpu}, ${m.cores} cores, ${m.memory.split(' (')[0]}, Node.js ${m.node}; load average ${loadAtStart.toFixed(2)}`);
 
-// The issue-4 benches need no dataset: they build their own small databases.
+// The issue-4 benches and campaign-mail need no dataset: they build their own small databases.
 let mail: Awaited<ReturnType<typeof benchMail>> | undefined;
 let form: Awaited<ReturnType<typeof benchFormPost>> | undefined;
+let campaignMail: Awaited<ReturnType<typeof benchCampaignMail>> | undefined;
 if (only.has('mail')) {
   log('\nMail: dispatch through the pooled SMTP transport vs bare nodemailer, to a local sink');
   mail = await benchMail({ messages: envInt('BENCH_MAILS', 4_000, 100) });
@@ -77,32 +102,51 @@ if (only.has('form')) {
   log(`\nPOST /f/{key} under autocannon (${settings.httpConnections} connections × ${settings.httpSeconds} s)`);
   form = await benchFormPost({ connections: settings.httpConnections, seconds: settings.httpSeconds });
 }
+if (only.has('campaign-mail')) {
+  log('\nCampaign mail: dispatchDeliveries through the pooled SMTP transport vs bare nodemailer, to a local sink');
+  campaignMail = await benchCampaignMail({ deliveries: settings.campaignMails });
+}
 
-const dataset = await ensureDataset(settings.contacts, { rebuild });
-const sample = sampleContacts(dataset.file, 100_000);
+const datasetParts = ['decide', 'http', 'append', 'launch', 'segment-count'];
+const dataset = datasetParts.some((part) => only.has(part)) ? await ensureDataset(settings.contacts, { rebuild }) : undefined;
+const sample = dataset && ['decide', 'http', 'append'].some((part) => only.has(part)) ? sampleContacts(dataset.file, 100_000) : [];
 
-const ctx = await createContext(loadConfig({ DATABASE_URL: `sqlite:${dataset.file}`, LOG_LEVEL: 'warn', SCHEDULER_INTERVAL_SECONDS: '0' }));
-const keyName = `bench-${Date.now()}`;
 let decideResult: DecideResult | undefined;
 let httpResult: HttpResult | undefined;
 let appendResult: AppendResult | undefined;
-try {
-  if (only.has('decide')) {
-    log('\ndecide() in process');
-    decideResult = await benchDecide(ctx, dataset.file, sample, settings.seconds);
+let launchResult: Awaited<ReturnType<typeof benchLaunch>> | undefined;
+let countResult: Awaited<ReturnType<typeof benchSegmentCount>> | undefined;
+if (dataset && (only.has('decide') || only.has('http'))) {
+  const ctx = await createContext(
+    loadConfig({ DATABASE_URL: `sqlite:${dataset.file}`, LOG_LEVEL: 'warn', SCHEDULER_INTERVAL_SECONDS: '0' }),
+  );
+  const keyName = `bench-${Date.now()}`;
+  try {
+    if (only.has('decide')) {
+      log('\ndecide() in process');
+      decideResult = await benchDecide(ctx, dataset.file, sample, settings.seconds);
+    }
+    if (only.has('http')) {
+      log(`\nGET /v1/decisions over HTTP (autocannon, ${settings.httpConnections} connections × ${settings.httpSeconds} s, pipelining 1)`);
+      const { key } = await createKey(ctx, { name: keyName, scope: 'read' });
+      httpResult = await benchHttp(dataset.file, sample, key, { connections: settings.httpConnections, seconds: settings.httpSeconds });
+    }
+  } finally {
+    await ctx.db.kysely.deleteFrom('api_keys').where('name', '=', keyName).execute();
+    await ctx.db.close();
   }
-  if (only.has('http')) {
-    log(`\nGET /v1/decisions over HTTP (autocannon, ${settings.httpConnections} connections × ${settings.httpSeconds} s, pipelining 1)`);
-    const { key } = await createKey(ctx, { name: keyName, scope: 'read' });
-    httpResult = await benchHttp(dataset.file, sample, key, { connections: settings.httpConnections, seconds: settings.httpSeconds });
-  }
-} finally {
-  await ctx.db.kysely.deleteFrom('api_keys').where('name', '=', keyName).execute();
-  await ctx.db.close();
 }
-if (only.has('append')) {
+if (dataset && only.has('append')) {
   log(`\nLedger append (${fmtInt(settings.appendEvents)} events in batches of ${settings.appendBatch})`);
   appendResult = await benchAppend(dataset.file, dataset.contacts, sample, { events: settings.appendEvents, batch: settings.appendBatch });
+}
+if (dataset && only.has('launch')) {
+  log(`\nCampaign launch on ${fmtInt(dataset.contacts)} contacts (createCampaign + launchCampaign) vs a raw INSERT … SELECT`);
+  launchResult = await benchLaunch(dataset.file, dataset.contacts, { rounds: settings.launchRounds });
+}
+if (dataset && only.has('segment-count')) {
+  log(`\nSegment count on ${fmtInt(dataset.contacts)} contacts: countSegment vs a raw SELECT count(*)`);
+  countResult = await benchSegmentCount(dataset.file, dataset.contacts, { rounds: settings.countRounds });
 }
 
 const measures: Measure[] = [];
@@ -168,7 +212,7 @@ if (appendResult) {
     });
   }
   details.push(
-    `Append: ${fmtInt(a.fresh.events)} events each way per workload in batches of ${a.batch}, ${a.rounds} alternating rounds (service, raw, service, …) after 4 warm-up batches each, both writing into one scratch copy of the database (copied and flushed in ${fmtSeconds(a.copyMs)}, outside the measure); source "api", grants and withdrawals over the three pairs, each contact at most once per batch. Workload 1: ${fmtInt(a.fresh.events / 2)} contacts bulk-imported just before (two events each; their chains and states are new). Workload 2: random contacts of the ${fmtInt(dataset.contacts)} (their chains, heads and states sit anywhere in the file).`,
+    `Append: ${fmtInt(a.fresh.events)} events each way per workload in batches of ${a.batch}, ${a.rounds} alternating rounds (service, raw, service, …) after 4 warm-up batches each, both writing into one scratch copy of the database (copied and flushed in ${fmtSeconds(a.copyMs)}, outside the measure); source "api", grants and withdrawals over the three pairs, each contact at most once per batch. Workload 1: ${fmtInt(a.fresh.events / 2)} contacts bulk-imported just before (two events each; their chains and states are new). Workload 2: random contacts of the ${fmtInt(settings.contacts)} (their chains, heads and states sit anywhere in the file).`,
     'The service path validates, resolves the contacts, reads and advances chain heads, computes evidence and event hashes, projects the state and writes events, states and heads in one transaction per batch; the raw path computes the same evidence and event hashes and inserts the same event rows with one prepared statement, one transaction per batch, and reads and projects nothing. 100 chains the service extended are verified afterwards.',
   );
 }
@@ -181,36 +225,69 @@ if (form) {
   measures.push(...form.measures);
   details.push(...form.details);
 }
+/** Each issue-5 part's figures and details, for the full table or its own block. */
+const parts = new Map<string, { measures: Measure[]; details: string[] }>();
+if (launchResult) parts.set('launch', { measures: launchMeasures(launchResult), details: launchDetails(launchResult) });
+if (campaignMail) parts.set('campaign-mail', { measures: campaignMail.measures, details: campaignMail.details });
+if (countResult) parts.set('segment-count', { measures: segmentCountMeasures(countResult), details: segmentCountDetails(countResult) });
+for (const part of parts.values()) {
+  measures.push(...part.measures);
+  details.push(...part.details);
+}
 
 const totalMs = performance.now() - started;
 log(`\n${printTable(measures)}\n`);
-log(`Total: ${fmtSeconds(totalMs)}${dataset.reused ? ' (dataset reused)' : ` (dataset built in ${fmtSeconds(dataset.buildMs)})`}`);
+log(
+  `Total: ${fmtSeconds(totalMs)}${dataset ? (dataset.reused ? ' (dataset reused)' : ` (dataset built in ${fmtSeconds(dataset.buildMs)})`) : ''}`,
+);
 
-const passed = measures.filter((x) => x.pass).length;
-log(`${passed} of ${measures.length} targets met.`);
+log(`${targetsMet(measures)}.`);
+const resultsFile = fileURLToPath(new URL('./RESULTS.md', import.meta.url));
+const datasetLines = (d: NonNullable<typeof dataset>) => [
+  `${fmtInt(d.contacts)} contacts, ${fmtInt(d.events)} consent events (3 per contact, hash-chained, state projected), SQLite (WAL), ${(d.bytes / 1e9).toFixed(2)} GB.`,
+  d.reused
+    ? `Reused from an earlier run (built then in ${fmtSeconds(d.buildMs)}); 200 sampled chains verified.`
+    : `Built in this run in ${fmtSeconds(d.buildMs)} (real migrations, rows hashed on worker threads with the ledger's functions, bulk-inserted); 200 sampled chains verified.`,
+];
 if (!allParts.every((part) => only.has(part))) {
-  log('Partial run (--only): bench/RESULTS.md left as it was.');
+  const load = { start: loadAtStart, end: loadavg()[0] as number };
+  for (const [name, part] of parts) {
+    upsertPartSection(
+      resultsFile,
+      {
+        part: name,
+        title: separateParts[name] as string,
+        command,
+        startedAt,
+        load,
+        totalMs,
+        measures: part.measures,
+        details: [...(dataset && name !== 'campaign-mail' ? [`Dataset: ${datasetLines(dataset).join(' ')}`] : []), ...part.details],
+      },
+      Object.keys(separateParts),
+    );
+  }
+  log(
+    parts.size > 0
+      ? `Partial run (--only): wrote the block${parts.size > 1 ? 's' : ''} of ${[...parts.keys()].join(', ')} in ${resultsFile}; the rest left as it was.`
+      : 'Partial run (--only): bench/RESULTS.md left as it was.',
+  );
 } else {
-  const resultsFile = fileURLToPath(new URL('./RESULTS.md', import.meta.url));
   writeResults(resultsFile, {
     command,
     startedAt,
     load: { start: loadAtStart, end: loadavg()[0] as number },
     totalMs,
-    dataset: [
-      `${fmtInt(dataset.contacts)} contacts, ${fmtInt(dataset.events)} consent events (3 per contact, hash-chained, state projected), SQLite (WAL), ${(dataset.bytes / 1e9).toFixed(2)} GB.`,
-      dataset.reused
-        ? `Reused from an earlier run (built then in ${fmtSeconds(dataset.buildMs)}); 200 sampled chains verified.`
-        : `Built in this run in ${fmtSeconds(dataset.buildMs)} (real migrations, rows hashed on worker threads with the ledger's functions, bulk-inserted); 200 sampled chains verified.`,
-    ],
+    dataset: dataset ? datasetLines(dataset) : [],
     measures,
     details,
     method: [
       'Every figure is measured in the same run as its baseline, on the same database file, alternating with it in short rounds so that other work on the machine weighs on both alike.',
       'Targets (issue 3): decide() ≥ 50,000/s; GET /v1/decisions ≥ 50% of a bare Fastify route; append through the service ≥ 50% of a raw batched insert with the same hashing.',
       'Targets (issue 4): dispatch through the pooled SMTP transport ≥ 70% of bare nodemailer sending the same messages to the same local sink; POST /f/{key} sustained with no errors (requests/s and p99 beside GET /v1/decisions on the same server).',
+      'Targets (issue 5): launching a campaign (audience frozen, step 1 queued) within 3× the time of a raw INSERT … SELECT of the same members; campaign deliveries ≥ 70% of bare nodemailer to the same local sink; segment counts reported beside a raw count(*) (no target).',
       'Build or reuse: the database lives in bench/.data/ (git-ignored) and is reused while complete (migrations added since run on it, as on an upgrade); `npm run bench -- --rebuild` starts over.',
-      "Profiles: `BENCH_PROFILE=1 npm run bench -- --only=http` writes a CPU profile of each server's measured rounds to bench/.data/.",
+      "Profiles: `BENCH_PROFILE=1 npm run bench -- --only=http` writes a CPU profile of each server's measured rounds to bench/.data/ (`--only=mail` and `--only=campaign-mail`: of our sends); with `--only=launch` or `--only=segment-count` it logs SQLite's query plans of our statements and of the raw ones (their time is spent inside SQLite, split per statement in the details).",
     ],
   });
   log(`Wrote ${resultsFile}`);
