@@ -28,9 +28,6 @@ export const findCompletedImportOfFile = (db: Executor, fileHash: string) =>
 export const updateImportRow = (db: Executor, id: string, patch: Partial<ImportsTable>) =>
   db.updateTable('imports').set(patch).where('id', '=', id).execute();
 
-/** Imports left `running` by a process that stopped: the caller marks them failed. */
-export const listRunningImports = (db: Executor) => db.selectFrom('imports').select(['id']).where('status', '=', 'running').execute();
-
 export const insertRejectRows = (db: Executor, rows: ImportRejectsTable[]) =>
   inChunks(rows, (chunk) => db.insertInto('import_rejects').values(chunk).execute());
 
@@ -70,11 +67,19 @@ export async function findStatesOfContacts(db: Executor, contactIds: string[]) {
   return out;
 }
 
-/** Which of these address hashes are on the suppression list, and for which channel. */
-export async function findSuppressedHashes(db: Executor, hashes: string[]) {
+/** Which of these address hashes are on the suppression list of these channels (the key's order: channel first). */
+export async function findSuppressedHashes(db: Executor, channels: string[], hashes: string[]) {
   const out: Array<{ channel_key: string; address_hash: string }> = [];
+  if (channels.length === 0) return out;
   await inChunks(hashes, async (chunk) =>
-    out.push(...(await db.selectFrom('suppressions').select(['channel_key', 'address_hash']).where('address_hash', 'in', chunk).execute())),
+    out.push(
+      ...(await db
+        .selectFrom('suppressions')
+        .select(['channel_key', 'address_hash'])
+        .where('channel_key', 'in', channels)
+        .where('address_hash', 'in', chunk)
+        .execute()),
+    ),
   );
   return out;
 }

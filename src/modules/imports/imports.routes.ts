@@ -48,11 +48,25 @@ function optionsOf(query: Query, contentType: string | undefined): ImportOptions
   };
 }
 
+/**
+ * The request body as the CSV parser hands it on: the raw stream, out of sight of hooks that walk
+ * a parsed body's properties (a socket is no document to search).
+ */
+class CsvBody {
+  readonly #stream: Readable;
+  constructor(stream: Readable) {
+    this.#stream = stream;
+  }
+  get stream(): Readable {
+    return this.#stream;
+  }
+}
+
 export async function importRoutes(app: App, ctx: AppContext): Promise<void> {
   await app.register(async (scope) => {
     const uploads = scope as unknown as App;
     // The body stays a stream: the service checks and spools it without holding it in memory.
-    uploads.addContentTypeParser(['text/csv', 'application/csv'], (_request, payload, done) => done(null, payload));
+    uploads.addContentTypeParser(['text/csv', 'application/csv'], (_request, payload, done) => done(null, new CsvBody(payload)));
 
     uploads.post(
       '/v1/imports',
@@ -69,12 +83,21 @@ export async function importRoutes(app: App, ctx: AppContext): Promise<void> {
         },
       },
       async (request, reply) => {
-        const body = request.body as Readable | undefined;
-        if (!body || typeof (body as Readable).pipe !== 'function') {
-          throw new DomainError('import_file_invalid', 'Send the CSV file as the request body, with Content-Type: text/csv');
+        const type = (request.headers['content-type'] ?? '').split(';')[0]?.trim().toLowerCase();
+        if (type !== 'text/csv' && type !== 'application/csv') {
+          throw new DomainError('unsupported_media_type', 'Send the CSV file as the request body, with Content-Type: text/csv');
         }
+        // No body at all is an empty file.
+        const body = request.body instanceof CsvBody ? request.body.stream : Readable.from([]);
         const options = optionsOf(request.query as Query, request.headers['content-type']);
-        const summary = await importUpload(ctx, request.requestContext, body, options);
+        let summary: Awaited<ReturnType<typeof importUpload>>;
+        try {
+          summary = await importUpload(ctx, request.requestContext, body, options);
+        } catch (error) {
+          // The rest of a refused upload is not read: the connection closes after the answer.
+          if (!body.readableEnded) reply.header('connection', 'close');
+          throw error;
+        }
         return reply.code(202).header('location', `/v1/imports/${summary.id}`).send({ id: summary.id, status: summary.status });
       },
     );

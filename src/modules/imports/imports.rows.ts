@@ -135,13 +135,18 @@ const FRENCH_DATE = /^(\d{1,2})[/.-](\d{1,2})[/.-](\d{4})(?:[ T]+(\d{1,2})[:h](\
  * Times without an offset are read as UTC. Undefined when it is no real date.
  */
 export function parseImportDate(value: string): Date | undefined {
-  const iso8601 = parseInstant(value);
-  if (iso8601) return iso8601;
   const m = FRENCH_DATE.exec(value);
-  if (!m) return undefined;
-  const [day, month, year, hour, minute, second] = [m[1], m[2], m[3], m[4] ?? '0', m[5] ?? '0', m[6] ?? '0'].map(Number) as number[];
-  const pad = (n: number | undefined, w = 2) => String(n).padStart(w, '0');
-  return parseInstant(`${pad(year, 4)}-${pad(month)}-${pad(day)}T${pad(hour)}:${pad(minute)}:${pad(second)}Z`);
+  if (!m) return parseInstant(value);
+  const day = Number(m[1]);
+  const month = Number(m[2]);
+  const year = Number(m[3]);
+  const hour = Number(m[4] ?? 0);
+  const minute = Number(m[5] ?? 0);
+  const second = Number(m[6] ?? 0);
+  // Date.UTC rolls impossible dates over (31/02 becomes 3 March): refuse them instead.
+  if (month < 1 || month > 12 || day < 1 || day > new Date(Date.UTC(year, month, 0)).getUTCDate()) return undefined;
+  if (hour > 23 || minute > 59 || second > 59) return undefined;
+  return new Date(Date.UTC(year, month - 1, day, hour, minute, second));
 }
 
 /** Excel's `="0612…"` (a cell forced to text) is read as its text; spaces around a cell are not data. */
@@ -151,7 +156,6 @@ function clean(cell: string | undefined): string {
   const forced = /^="(.*)"$/.exec(value);
   return forced ? (forced[1] as string).trim() : value;
 }
-
 
 /** One rejected cell. */
 const rejectAt = (rejects: RowReject[], line: number, column: string, reason: string) => {
@@ -202,12 +206,7 @@ function dateCell(cells: string[], at: { index: number; name: string } | undefin
 const MAX = { name: 100, source: 200, attribute: 2000, wording: 10_000, consentSource: 500 };
 
 /** Reads one record. `rejects` is empty exactly when `row` is set. */
-export function readRow(
-  cells: string[],
-  line: number,
-  mapping: Mapping,
-  context: RowContext,
-): { row?: ImportRow; rejects: RowReject[] } {
+export function readRow(cells: string[], line: number, mapping: Mapping, context: RowContext): { row?: ImportRow; rejects: RowReject[] } {
   const rejects: RowReject[] = [];
   const width = mapping.header.length;
   if (cells.length < width) {
@@ -238,7 +237,12 @@ export function readRow(
     if (raw) {
       phone = normalizePhone(raw, context.defaultRegion) ?? null;
       if (!phone) {
-        rejectAt(rejects, line, fields.phone.name, `is not a valid phone number (read in region ${context.defaultRegion} without a +country code)`);
+        rejectAt(
+          rejects,
+          line,
+          fields.phone.name,
+          `is not a valid phone number (read in region ${context.defaultRegion} without a +country code)`,
+        );
       }
     }
   }
@@ -255,7 +259,14 @@ export function readRow(
   if (source) values.source = source;
   const kind = wordCell(cells, fields.kind, kindWords, 'person or professional (particulier, professionnel)', line, rejects);
   if (kind) values.kind = kind;
-  const lifecycle = wordCell(cells, fields.lifecycle, lifecycleWords, 'prospect, customer or former_customer (client, ancien client)', line, rejects);
+  const lifecycle = wordCell(
+    cells,
+    fields.lifecycle,
+    lifecycleWords,
+    'prospect, customer or former_customer (client, ancien client)',
+    line,
+    rejects,
+  );
   if (lifecycle) values.lifecycle = lifecycle;
   if (fields.locale) {
     const value = clean(cells[fields.locale.index]);
@@ -305,7 +316,14 @@ export function readRow(
     const collectedThrough = textCell(cells, parts.source, MAX.consentSource, line, rejects) ?? null;
     const wording = textCell(cells, parts.wording, MAX.wording, line, rejects) ?? null;
     const facts = { at, doiAt, source: collectedThrough, wording, ip };
-    consents.push({ purpose: c.resolved.purpose, channel: c.resolved.channel, column: c.column, action, ...facts, grade: proofGrade(facts) });
+    consents.push({
+      purpose: c.resolved.purpose,
+      channel: c.resolved.channel,
+      column: c.column,
+      action,
+      ...facts,
+      grade: proofGrade(facts),
+    });
   }
 
   if (rejects.length > 0) return { rejects };

@@ -43,16 +43,14 @@ const UNDEFINED_1252 = new Set([0x81, 0x8d, 0x8f, 0x90, 0x9d]);
 
 const refuse = (detail: string) => new DomainError('import_file_invalid', detail);
 
-const delimiterName = { ',': 'comma', ';': 'semicolon', '\t': 'tab' } as const;
-
 /**
  * Windows-1252 differs from Latin-1 in 0x80–0x9F (€, ’, —, œ…). Decoded here rather than by
  * TextDecoder('windows-1252'), which reads those bytes as Latin-1 in Node 20.18.3+ and 22.13+
  * (nodejs/node#60888).
  */
 const CP1252_HIGH = [
-  0x20ac, 0x81, 0x201a, 0x192, 0x201e, 0x2026, 0x2020, 0x2021, 0x2c6, 0x2030, 0x160, 0x2039, 0x152, 0x8d, 0x17d, 0x8f, 0x90, 0x2018,
-  0x2019, 0x201c, 0x201d, 0x2022, 0x2013, 0x2014, 0x2dc, 0x2122, 0x161, 0x203a, 0x153, 0x9d, 0x17e, 0x178,
+  0x20ac, 0x81, 0x201a, 0x192, 0x201e, 0x2026, 0x2020, 0x2021, 0x2c6, 0x2030, 0x160, 0x2039, 0x152, 0x8d, 0x17d, 0x8f, 0x90, 0x2018, 0x2019,
+  0x201c, 0x201d, 0x2022, 0x2013, 0x2014, 0x2dc, 0x2122, 0x161, 0x203a, 0x153, 0x9d, 0x17e, 0x178,
 ].map((code) => String.fromCharCode(code));
 
 export function decodeWindows1252(bytes: Buffer): string {
@@ -117,7 +115,6 @@ export class FileScanner {
   #header: Buffer[] = [];
   #rows = 0;
   #started = false;
-  #bom = false;
   // Encoding evidence.
   #utf8Carry: Buffer | null = null;
   #utf8BadLine = 0;
@@ -146,7 +143,6 @@ export class FileScanner {
         throw refuse('The file is a ZIP archive (an .xlsx workbook?), not CSV text: export the sheet as CSV first');
       }
       if (data[0] === 0xef && data[1] === 0xbb && data[2] === 0xbf) {
-        this.#bom = true;
         data = data.subarray(3);
       }
     }
@@ -336,14 +332,7 @@ export class FileScanner {
     }
     return 'utf-8';
   }
-
-  get bom(): boolean {
-    return this.#bom;
-  }
 }
-
-/** How a refused file is described: the delimiter's name for messages. */
-export const describeDelimiter = (d: Delimiter) => delimiterName[d];
 
 /** Scans a stream to the end (copying each chunk to `copy` first, e.g. an upload's spool file). */
 export async function scanFile(

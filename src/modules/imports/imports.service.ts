@@ -6,7 +6,7 @@ import { once } from 'node:events';
 import { createReadStream, createWriteStream, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { parse } from 'csv-parse';
 import type { Executor } from '../../database.ts';
@@ -301,7 +301,8 @@ class ImportRun {
       return { outcome, events };
     };
     const finish = async (db: Executor, outcome: BatchOutcome, events: number) => {
-      const allRejects = [...rejects, ...outcome.rejects];
+      // In file order: a row's read faults and its merge faults (a phone of another contact) interleave.
+      const allRejects = [...rejects, ...outcome.rejects].sort((x, y) => x.line - y.line);
       await insertRejectRows(
         db,
         allRejects.map((r, i) => ({ import_id: this.id, seq: this.#seq + i + 1, line: r.line, column: r.column, reason: r.reason })),
@@ -424,7 +425,10 @@ class ImportRun {
       if (k.row.email_hash) hashes.add(k.row.email_hash);
       if (k.row.phone_hash) hashes.add(k.row.phone_hash);
     }
-    const suppressed = new Set((await findSuppressedHashes(db, [...hashes])).map((s) => `${s.channel_key}\u0000${s.address_hash}`));
+    const channels = [...new Set(this.plan.mapping.consents.flatMap((c) => (c.resolved ? [c.resolved.channel.key] : [])))];
+    const suppressed = new Set(
+      (await findSuppressedHashes(db, channels, [...hashes])).map((s) => `${s.channel_key}\u0000${s.address_hash}`),
+    );
     return { byEmail, byPhone, suppressed };
   }
 
@@ -501,6 +505,17 @@ class ImportRun {
             line: row.line,
             column: consent.column,
             reason: `channel "${consent.channel.key}" reaches people by ${kind}: this contact has no ${kind}`,
+          });
+          continue;
+        }
+        // A consent given for the row's address is never recorded against another one.
+        const given = kind === 'email' ? row.email : kind === 'phone' ? row.phone : null;
+        const held = kind === 'email' ? after.email : kind === 'phone' ? after.phone : null;
+        if (given && held && given !== held) {
+          rowRejects.push({
+            line: row.line,
+            column: consent.column,
+            reason: `was given for this row's ${kind}, but the contact it matches holds another ${kind}: fix the row or the contact first`,
           });
           continue;
         }
@@ -785,15 +800,24 @@ export async function importUpload(
   let begun: { summary: ImportSummary; run: boolean };
   try {
     const spool = createWriteStream(path);
+    // Its errors surface through write/close; opened first, so a refusal can close it cleanly.
+    spool.on('error', () => undefined);
+    await once(spool, 'open');
     try {
-      const facts = await checkImportFile(body, options, async (chunk) => {
+      // A refused upload is left unread, not destroyed: the client still gets the answer saying why.
+      const source = body instanceof Readable ? body.iterator({ destroyOnReturn: false }) : body;
+      const facts = await checkImportFile(source, options, async (chunk) => {
         if (!spool.write(chunk)) await once(spool, 'drain');
       });
       spool.end();
       await once(spool, 'close');
       plan = await planImport(ctx, facts, options);
     } finally {
-      if (!spool.closed) spool.destroy();
+      if (!spool.closed) {
+        const closed = new Promise<void>((resolve) => spool.once('close', () => resolve()));
+        spool.destroy();
+        await closed;
+      }
     }
     begun = await beginImport(ctx, plan);
   } catch (error) {
