@@ -218,9 +218,15 @@ const ruleQueries = new WeakMap<AppContext, Map<string, ReturnType<typeof compil
 /** The rule query compiled once per campaign (the send path runs it for every message). */
 function ruleQuery(ctx: AppContext, campaign: Campaign) {
   let byCampaign = ruleQueries.get(ctx);
-  if (!byCampaign) ruleQueries.set(ctx, (byCampaign = new Map()));
+  if (!byCampaign) {
+    byCampaign = new Map();
+    ruleQueries.set(ctx, byCampaign);
+  }
   let entry = byCampaign.get(campaign.key);
-  if (!entry) byCampaign.set(campaign.key, (entry = compileRule(ctx, campaign)));
+  if (!entry) {
+    entry = compileRule(ctx, campaign);
+    byCampaign.set(campaign.key, entry);
+  }
   return entry;
 }
 

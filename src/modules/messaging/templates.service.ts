@@ -203,14 +203,14 @@ export async function renderEmail(
   const content = render(htmlEngine, variant.html, scope);
   const frame = framesFor(scope);
   const links = (vars.links ?? {}) as { unsubscribe?: unknown; preferences?: unknown };
-  const fill = (source: string, escape: (v: string) => string) =>
+  const fill = (source: string, esc: (v: string) => string) =>
     source
       .split(SLOT.subject)
-      .join(escape(subject))
+      .join(esc(subject))
       .split(SLOT.unsubscribe)
-      .join(escape(String(links.unsubscribe ?? '')))
+      .join(esc(String(links.unsubscribe ?? '')))
       .split(SLOT.preferences)
-      .join(escape(String(links.preferences ?? '')));
+      .join(esc(String(links.preferences ?? '')));
   const html = fill(frame.html, escapeHtml).split(SLOT.content).join(content);
   const text = render(textEngine, variant.text, scope) + fill(frame.footer, (v) => v);
   return { subject, html, text, locale: lang };
@@ -250,7 +250,7 @@ function framesFor(scope: { company: { name: string; address: string }; lang: st
 }
 
 const htmlEscapes: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&#34;', "'": '&#39;' };
-const escapeHtml = (value: string) => value.replace(/\u0001/g, '').replace(/[&<>"']/g, (c) => htmlEscapes[c] as string);
+const escapeHtml = (value: string) => value.replaceAll('\u0001', '').replace(/[&<>"']/g, (c) => htmlEscapes[c] as string);
 
 export async function renderSms(
   template: Template,
