@@ -265,6 +265,51 @@ describe.each(dialects)('campaigns API on %s', (dialect) => {
     expect((await t.call('GET', '/v1/ledger/verify')).json().ok).toBe(true);
   });
 
+  it('asks the audience rule again at send time: objected, bounced, erased, withdrawn and confirmed-since are not sent', async () => {
+    const people = [];
+    for (let i = 0; i < 6; i++) people.push(await createContact(t, { attributes: { vip: 'later' } }));
+    await t.call('POST', '/v1/segments', {
+      body: { key: 'later', name: 'Later', filter: { field: 'attributes.vip', op: 'eq', value: 'later' } },
+    });
+    const created = await t.call('POST', '/v1/campaigns', {
+      body: {
+        ...valid,
+        key: 'rule',
+        segment: 'later',
+        startAt: t.clock.now().toISOString(),
+        deadline: new Date(t.clock.now().getTime() + 20 * 86_400_000).toISOString(),
+      },
+    });
+    expect(created.statusCode, created.body).toBe(201);
+    expect((await t.call('POST', '/v1/campaigns/rule/launch')).json().launchReport.audience).toBe(6);
+    const [objects, bounces, erased, withdraws, confirms, stays] = people as Array<{ id: string; email: string }>;
+    // Between the step's queueing (at launch) and the send:
+    await t.call('POST', '/v1/consents', {
+      body: { contactId: objects?.id, purpose: 'commercial-email', channel: 'email', action: 'object' },
+    });
+    await t.call('POST', '/v1/suppressions', { body: { channel: 'email', email: bounces?.email, reason: 'bounced' } });
+    await t.call('DELETE', `/v1/contacts/${erased?.id}`);
+    await t.call('POST', '/v1/consents', {
+      body: { contactId: withdraws?.id, purpose: 'commercial-email', channel: 'email', action: 'withdraw' },
+    });
+    await t.call('POST', '/v1/consents', {
+      body: { contactId: confirms?.id, purpose: 'commercial-email', channel: 'email', action: 'grant' },
+    });
+    await runDueJobs(t.ctx, t.clock.now());
+    const rows = await t.ctx.db.kysely
+      .selectFrom('deliveries')
+      .select(['contact_id', 'status', 'last_error'])
+      .where('campaign_key', '=', 'rule')
+      .execute();
+    const byContact = new Map(rows.map((r) => [r.contact_id, `${r.status} ${r.last_error ?? ''}`.trim()]));
+    expect(byContact.get(objects?.id as string)).toBe('cancelled not sent: objected');
+    expect(byContact.get(bounces?.id as string)).toBe('cancelled not sent: bounced');
+    expect(byContact.get(erased?.id as string)).toBe('cancelled not sent: erased');
+    expect(byContact.get(withdraws?.id as string)).toBe('cancelled not sent: withdrawn');
+    expect(byContact.get(confirms?.id as string)).toBe('cancelled not sent: confirmed');
+    expect(byContact.get(stays?.id as string)).toBe('stored');
+  });
+
   it.runIf(dialect === 'sqlite')('prints the stats as a table from the CLI', async () => {
     const res = await runCli(['campaigns', 'stats', 'landing'], {
       DATABASE_URL: t.database.url,
