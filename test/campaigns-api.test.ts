@@ -310,6 +310,54 @@ describe.each(dialects)('campaigns API on %s', (dialect) => {
     expect(byContact.get(stays?.id as string)).toBe('stored');
   });
 
+  it('renews an older consent (it is asked, and a yes records renewed), and a late start never sends two steps at once', async () => {
+    const old = await createContact(t, { attributes: { vip: 'renew' } });
+    await t.call('POST', '/v1/consents', {
+      body: { contactId: old.id, purpose: 'commercial-email', channel: 'email', action: 'grant', occurredAt: '2023-01-01T00:00:00Z' },
+    });
+    await t.call('POST', '/v1/segments', {
+      body: {
+        key: 'renew',
+        name: 'Renew',
+        filter: {
+          all: [
+            { field: 'attributes.vip', op: 'eq', value: 'renew' },
+            { consent: { purpose: 'commercial-email', channel: 'email', status: ['granted'] } },
+          ],
+        },
+      },
+    });
+    const now = t.clock.now().getTime();
+    // startAt three weeks ago: step 1 goes now, step 2 only a cadence later.
+    const created = await t.call('POST', '/v1/campaigns', {
+      body: {
+        ...valid,
+        key: 'renew',
+        segment: 'renew',
+        startAt: new Date(now - 21 * 86_400_000).toISOString(),
+        deadline: new Date(now + 30 * 86_400_000).toISOString(),
+      },
+    });
+    expect(created.statusCode, created.body).toBe(201);
+    expect((await t.call('POST', '/v1/campaigns/renew/launch')).json().launchReport).toMatchObject({ audience: 1, excluded: 0 });
+    await runDueJobs(t.ctx, t.clock.now());
+    await runDueJobs(t.ctx, new Date(now + 60_000));
+    const steps = (await t.call('GET', '/v1/campaigns/renew/stats')).json().steps;
+    expect(steps).toEqual([expect.objectContaining({ step: 1, sent: 1, cancelled: 0 })]);
+
+    const outbox = (await t.call('GET', `/v1/outbox?contactId=${old.id}`)).json().items;
+    const message = (await t.call('GET', `/v1/outbox/${outbox[0].id}`)).json();
+    const link = /https:\/\/consent\.example(\/c\/[A-Za-z0-9_.-]+)/.exec(message.text)?.[1] as string;
+    const post = await t.call('POST', link, {
+      key: null,
+      body: 'confirm=yes',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    });
+    expect(post.statusCode).toBe(200);
+    const history = (await t.call('GET', `/v1/contacts/${old.id}/consents/history`)).json();
+    expect((history.items ?? history).at(-1)).toMatchObject({ action: 'renewed', status: 'granted', source: { type: 'campaign' } });
+  });
+
   it.runIf(dialect === 'sqlite')('prints the stats as a table from the CLI', async () => {
     const res = await runCli(['campaigns', 'stats', 'landing'], {
       DATABASE_URL: t.database.url,

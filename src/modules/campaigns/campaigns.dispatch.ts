@@ -7,6 +7,7 @@ import { CompiledQuery, type Selectable, sql, type Updateable } from 'kysely';
 import type { Executor } from '../../database.ts';
 import { iso } from '../../platform/clock.ts';
 import type { AppContext } from '../../platform/context.ts';
+import { safeEqual } from '../../platform/crypto.ts';
 import { nextSendTime } from '../../platform/quiet-hours.ts';
 import { linkFor, preferencesLink, unsubscribeLink } from '../collection/collection.service.ts';
 import { getTemplate, renderEmail, renderSms } from '../messaging/index.ts';
@@ -39,7 +40,7 @@ export function readShortDeliveryToken(secret: string, token: string): number | 
   const m = /^(\d{1,15})\.[A-Za-z0-9_-]{16}$/.exec(token);
   if (!m) return undefined;
   const id = Number(m[1]);
-  return shortDeliveryToken(secret, id) === token ? id : undefined;
+  return safeEqual(shortDeliveryToken(secret, id), token) ? id : undefined;
 }
 
 const worker = `${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
@@ -258,10 +259,11 @@ function compileRule(ctx: AppContext, campaign: Campaign) {
       ),
       sql<number | null>`(select sum(case when cs.status = 'objected' then 1000000
           when cs.channel_key = ${campaign.channel} and cs.status = 'withdrawn' then 1000
-          when cs.channel_key = ${campaign.channel} and cs.status = 'granted' then 1 else 0 end)
+          when cs.channel_key = ${campaign.channel} and cs.status = 'granted' and cs.since >= ${campaign.launchedAt ?? ''} then 1 else 0 end)
         from consent_states cs where cs.contact_id = c.id and cs.purpose_key in (${sql.join(campaign.purposes.map((p) => sql`${p}`))}))`.as(
         'states',
       ),
+      sql<string>`(select k.status from campaigns k where k.key = ${campaign.key})`.as('campaign_status'),
       // Still ours? (Another dispatcher takes a delivery back only once its lease is over.)
       sql<string | null>`(select d.claimed_by from deliveries d where d.id = ${DELIVERY_SLOT} and d.status = 'sending')`.as('owner'),
     ])
@@ -278,6 +280,7 @@ function compileRule(ctx: AppContext, campaign: Campaign) {
           erased_at: string | null;
           suppressed: number | null;
           states: number | null;
+          campaign_status: string;
           owner: string | null;
           id: string;
           email: string | null;
@@ -292,9 +295,21 @@ function compileRule(ctx: AppContext, campaign: Campaign) {
 
 async function sendDelivery(ctx: AppContext, campaign: Campaign, d: Delivery, result: DeliveryDispatchResult): Promise<void> {
   const db = ctx.db.kysely;
+  /** Set once the provider took the message: from then on it must never be queued again. */
+  let handedOver: string | undefined;
   try {
     const { contact, why, ours } = await contactAndRule(ctx, campaign, d);
     if (!ours && contact) return;
+    // Paused since it was claimed: back in the queue; cancelled or past its deadline: not sent.
+    if (contact?.campaign_status === 'paused') {
+      await finish(db, d.id, { status: 'queued' });
+      return;
+    }
+    if (contact && (contact.campaign_status !== 'running' || Date.parse(campaign.deadline) <= ctx.clock.now().getTime())) {
+      await finish(db, d.id, { status: 'cancelled', last_error: `not sent: campaign ${contact.campaign_status}` });
+      result.cancelled += 1;
+      return;
+    }
     if (why || !contact) {
       await finish(db, d.id, { status: 'cancelled', last_error: `not sent: ${why}` });
       result.cancelled += 1;
@@ -341,6 +356,7 @@ async function sendDelivery(ctx: AppContext, campaign: Campaign, d: Delivery, re
         return;
       }
       const { providerRef } = await ctx.sms.send({ to: contact.phone, body: sms.body, reference: String(d.id) });
+      handedOver = providerRef;
       await recordSent(ctx, d.id, providerRef);
       result.sent += 1;
       return;
@@ -381,12 +397,20 @@ async function sendDelivery(ctx: AppContext, campaign: Campaign, d: Delivery, re
       text: email.text,
       headers,
     });
+    handedOver = messageId;
     // Recorded at once (with whatever other lanes handed over in the same turn): a crash can only
     // repeat the messages in flight at that instant (at most two per SMTP connection), with the
     // same Message-ID.
     await recordSent(ctx, d.id, messageId);
     result.sent += 1;
   } catch (error) {
+    if (handedOver) {
+      // Sent, but the record failed: try once more; never queue it again.
+      await finish(db, d.id, { status: 'sent', sent_at: iso(ctx.clock.now()), provider_ref: handedOver, last_error: null }).catch(() => {});
+      ctx.logger.error({ delivery: d.id, campaign: d.campaign_key, err: error }, 'a sent campaign message could not be recorded at once');
+      result.sent += 1;
+      return;
+    }
     const last = d.attempts >= MAX_ATTEMPTS;
     const retryAt = new Date(ctx.clock.now().getTime() + 60_000 * 2 ** d.attempts);
     await finish(db, d.id, {

@@ -228,6 +228,7 @@ export async function patchCampaign(ctx: AppContext, key: string, patch: Partial
     updatedAt: iso(ctx.clock.now()),
   };
   await checkDefinition(ctx, next);
+  if (current.status !== 'draft' && patch.templates !== undefined) await checkTemplates(ctx, next);
   const { key: _key, created_at: _created, ...row } = toRow(next);
   await ctx.db.kysely.updateTable('campaigns').set(row).where('key', '=', key).execute();
   return next;
@@ -254,6 +255,16 @@ export function checkRepermissionTemplate(template: Template, path: string): Fie
     }
   }
   return errors;
+}
+
+/** Both templates ask (confirm link) and let go (opt-out): at launch, and when a launched campaign changes them. */
+async function checkTemplates(ctx: AppContext, campaign: Campaign): Promise<void> {
+  const errors: FieldError[] = [];
+  for (const which of ['first', 'reminder'] as const) {
+    errors.push(...checkRepermissionTemplate(await getTemplate(ctx, campaign.templates[which]), `/templates/${which}`));
+  }
+  if (errors.length > 0)
+    throw new DomainError('campaign_templates_incomplete', errors.map((e) => `${e.path} ${e.message}`).join('; '), errors);
 }
 
 /** The address column and hash column for the campaign's channel. */
@@ -330,12 +341,7 @@ export async function launchCampaign(ctx: AppContext, key: string): Promise<Camp
   const now = ctx.clock.now();
   if (Date.parse(campaign.deadline) <= now.getTime())
     throw new DomainError('campaign_invalid', 'The deadline has passed', [{ path: '/deadline', message: 'is in the past' }]);
-  const errors: FieldError[] = [];
-  for (const which of ['first', 'reminder'] as const) {
-    errors.push(...checkRepermissionTemplate(await getTemplate(ctx, campaign.templates[which]), `/templates/${which}`));
-  }
-  if (errors.length > 0)
-    throw new DomainError('campaign_templates_incomplete', errors.map((e) => `${e.path} ${e.message}`).join('; '), errors);
+  await checkTemplates(ctx, campaign);
   const at = iso(now);
   // Read before the transaction: on SQLite the one writer connection is the transaction's.
   const { filter } = await getSegment(ctx, campaign.segment);
@@ -407,9 +413,10 @@ export interface StepRun {
 }
 
 /**
- * The scheduler's campaign job: closes campaigns whose deadline passed, and enqueues the step
- * that is due. If the scheduler did not run for a while, the latest due step is sent, not every
- * missed one (nobody gets two reminders at once).
+ * The scheduler's campaign job: closes campaigns whose deadline passed, and enqueues the next step
+ * once it is due — at startAt + (n − 1) × cadence, and never sooner than a cadence after the
+ * previous step was queued (a late start, a pause or a scheduler that did not run for a while
+ * never sends two messages at once).
  */
 export async function runCampaignSteps(ctx: AppContext, at: Date, only?: string): Promise<StepRun[]> {
   let q = ctx.db.kysely.selectFrom('campaigns').selectAll().where('status', '=', 'running');
@@ -425,13 +432,17 @@ export async function runCampaignSteps(ctx: AppContext, at: Date, only?: string)
     if (at.getTime() < Date.parse(campaign.startAt)) continue;
     const last = await ctx.db.kysely
       .selectFrom('campaign_steps')
-      .select((eb) => eb.fn.max('step').as('step'))
+      .select(['step', 'enqueued_at'])
       .where('campaign_key', '=', campaign.key)
+      .orderBy('step', 'desc')
+      .limit(1)
       .executeTakeFirst();
-    const lastStep = Number(last?.step ?? 0);
-    let step = lastStep === 0 ? 1 : Math.floor((at.getTime() - Date.parse(campaign.startAt)) / (campaign.cadenceDays * DAY_MS)) + 1;
-    if (campaign.maxSends !== null) step = Math.min(step, campaign.maxSends);
-    if (step <= lastStep) continue;
+    const step = Number(last?.step ?? 0) + 1;
+    if (campaign.maxSends !== null && step > campaign.maxSends) continue;
+    if (last) {
+      const due = Math.max(Date.parse(stepDueAt(campaign, step)), Date.parse(last.enqueued_at) + campaign.cadenceDays * DAY_MS);
+      if (at.getTime() < due) continue;
+    }
     const queued = await enqueueStep(ctx, campaign, step, at);
     runs.push({ campaign: campaign.key, step, queued });
   }
@@ -454,6 +465,14 @@ export async function enqueueStep(ctx: AppContext, campaign: Campaign, step: num
       .executeTakeFirst();
     if (Number(inserted.numInsertedOrUpdatedRows ?? 0) === 0) return 0;
     if (filter) await addToAudience(trx, campaign, filter, segmentScope(ctx, at), now);
+    // What an earlier step still holds (a pause, sending hours) gives way: one message at a time.
+    await trx
+      .updateTable('deliveries')
+      .set({ status: 'cancelled', last_error: `superseded by step ${step}` })
+      .where('campaign_key', '=', campaign.key)
+      .where('step', '<', step)
+      .where('status', '=', 'queued')
+      .execute();
     const purposes = sql.join(campaign.purposes.map((p) => sql`${p}`));
     // Who answered earlier steps, and who was written to before: each computed once (a set the
     // planner hashes), not probed per audience member — PostgreSQL would otherwise scan the
@@ -467,10 +486,11 @@ export async function enqueueStep(ctx: AppContext, campaign: Campaign, step: num
       .where('a.campaign_key', '=', campaign.key)
       .where('a.excluded_reason', 'is', null)
       .where('c.erased_at', 'is', null)
-      // Those who have since given a valid consent for every purpose are not asked again.
+      // Those who gave a valid consent for every purpose since the launch (another way than this
+      // campaign) are not asked again; an older consent is what the campaign renews.
       .where(
         sql<boolean>`(select count(*) from consent_states cs where cs.contact_id = a.contact_id and cs.channel_key = ${campaign.channel}
-          and cs.purpose_key in (${purposes}) and cs.status = 'granted') < ${campaign.purposes.length}`,
+          and cs.purpose_key in (${purposes}) and cs.status = 'granted' and cs.since >= ${campaign.launchedAt ?? now}) < ${campaign.purposes.length}`,
       )
       .where(exclusionCase(campaign, sql.ref('a.contact_id')), 'is', null)
       .select([

@@ -221,22 +221,16 @@ export async function purgeCampaign(ctx: AppContext, req: RequestContext, key: s
     .orderBy('a.contact_id')
     .execute();
   const pairs = (await listPurposes(ctx)).flatMap((p) => p.channels.map((channel) => ({ purpose: p.key, channel })));
+  const hasBasis = async (contactId: string) => {
+    for (const pair of pairs) if ((await decide(ctx, { contactId, ...pair })).allowed) return true;
+    return false;
+  };
   const toErase: string[] = [];
   let keptOtherBasis = 0;
   let alreadyErased = 0;
   for (const c of candidates) {
-    if (c.erased_at) {
-      alreadyErased += 1;
-      continue;
-    }
-    let basis = false;
-    for (const pair of pairs) {
-      if ((await decide(ctx, { contactId: c.contact_id, ...pair })).allowed) {
-        basis = true;
-        break;
-      }
-    }
-    if (basis) keptOtherBasis += 1;
+    if (c.erased_at) alreadyErased += 1;
+    else if (await hasBasis(c.contact_id)) keptOtherBasis += 1;
     else toErase.push(c.contact_id);
   }
   const counts = { nonResponders: candidates.length, erase: toErase.length, keptOtherBasis, alreadyErased };
@@ -252,6 +246,8 @@ export async function purgeCampaign(ctx: AppContext, req: RequestContext, key: s
       .execute();
   }
   for (const contactId of toErase) {
+    // Asked again just before: a consent or a purchase recorded during a long purge keeps the person.
+    if (await hasBasis(contactId)) continue;
     const { erased } = await eraseContact(ctx, req, contactId);
     if (erased)
       await db

@@ -120,10 +120,10 @@ export function collectionRoutes(app: App, ctx: AppContext): void {
     const page = await campaignPage(request, reply, target);
     if (!page) return reply;
     const { link, lang } = page;
-    await recordClick(ctx, link.delivery);
-    if (link.delivery.confirmed_at) return sendMessagePage(ctx, reply, { title: 'used_title', text: 'used_text' }, { lang });
     if (!['running', 'paused'].includes(link.campaign.status) || Date.parse(link.campaign.deadline) <= ctx.clock.now().getTime())
       return sendMessagePage(ctx, reply, { title: 'closed_title', text: 'closed_text' }, { lang, status: 410 });
+    await recordClick(ctx, link.delivery);
+    if (link.delivery.confirmed_at) return sendMessagePage(ctx, reply, { title: 'used_title', text: 'used_text' }, { lang });
     const path = `/c/${request.params.token}`;
     return sendPage(
       ctx,
