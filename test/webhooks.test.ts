@@ -317,7 +317,25 @@ describe.each(dialects)('webhooks on %s', (dialect) => {
       expect(newEvents().filter((e) => e.type === 'campaign.step.completed')).toEqual([]);
     });
 
-    it.todo('announces a completed import (import.completed: the imports module emits it)');
+    it('announces a completed import, and the contacts it created', async () => {
+      const csv = 'email;firstName;consent:commercial-email:email\nimport-a@example.com;Anne;oui\nimport-b@example.com;Bruno;non\n';
+      const started = await t.call('POST', '/v1/imports', { body: csv, headers: { 'content-type': 'text/csv' } });
+      expect(started.statusCode, started.body).toBe(202);
+      const { id } = started.json();
+      let status = '';
+      for (let i = 0; i < 100 && status !== 'completed'; i++) {
+        status = (await t.call('GET', `/v1/imports/${id}`)).json().status;
+        if (status !== 'completed') await new Promise((r) => setTimeout(r, 50));
+      }
+      expect(status).toBe('completed');
+      await deliver();
+      const events = newEvents();
+      expect(events.filter((e) => e.type === 'contact.created')).toHaveLength(2);
+      const done = events.filter((e) => e.type === 'import.completed');
+      expect(done).toHaveLength(1);
+      expect(done[0]?.data).toMatchObject({ importId: id, counts: expect.objectContaining({ read: 2, written: 2 }) });
+      expect(to(PATH).at(-1)?.body).not.toContain('import-a@example.com');
+    });
 
     it('announces nothing when the change is rolled back', async () => {
       const contact = await createContact(t);
