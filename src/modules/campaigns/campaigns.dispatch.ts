@@ -251,7 +251,7 @@ function ruleQuery(ctx: AppContext, campaign: Campaign) {
 function compileRule(ctx: AppContext, campaign: Campaign) {
   const compiled = ctx.db.kysely
     .selectFrom('contacts as c')
-    .selectAll('c')
+    .select(['c.id', 'c.email', 'c.phone', 'c.first_name', 'c.last_name', 'c.locale', 'c.erased_at'])
     .select([
       sql<number | null>`(select min(case s.reason when 'bounced' then 1 when 'complained' then 2 else 3 end) from suppressions s
         where s.channel_key = ${campaign.channel} and s.address_hash = ${sql.ref(campaign.channel === 'sms' ? 'c.phone_hash' : 'c.email_hash')})`.as(
@@ -263,7 +263,6 @@ function compileRule(ctx: AppContext, campaign: Campaign) {
         from consent_states cs where cs.contact_id = c.id and cs.purpose_key in (${sql.join(campaign.purposes.map((p) => sql`${p}`))}))`.as(
         'states',
       ),
-      sql<string>`(select k.status from campaigns k where k.key = ${campaign.key})`.as('campaign_status'),
       // Still ours? (Another dispatcher takes a delivery back only once its lease is over.)
       sql<string | null>`(select d.claimed_by from deliveries d where d.id = ${DELIVERY_SLOT} and d.status = 'sending')`.as('owner'),
     ])
@@ -280,7 +279,6 @@ function compileRule(ctx: AppContext, campaign: Campaign) {
           erased_at: string | null;
           suppressed: number | null;
           states: number | null;
-          campaign_status: string;
           owner: string | null;
           id: string;
           email: string | null;
@@ -293,6 +291,28 @@ function compileRule(ctx: AppContext, campaign: Campaign) {
   };
 }
 
+/** The campaign's status, read at most every quarter second per process (a pause stops sends within that). */
+const statuses = new WeakMap<AppContext, Map<string, { at: number; status: Promise<string> }>>();
+function campaignStatusNow(ctx: AppContext, key: string): Promise<string> {
+  let byKey = statuses.get(ctx);
+  if (!byKey) {
+    byKey = new Map();
+    statuses.set(ctx, byKey);
+  }
+  const hit = byKey.get(key);
+  if (hit && Date.now() - hit.at < 250) return hit.status;
+  const status = ctx.db
+    .read(
+      CompiledQuery.raw(
+        ctx.db.dialect === 'postgres' ? 'select status from campaigns where key = $1' : 'select status from campaigns where key = ?',
+        [key],
+      ),
+    )
+    .then((rows) => String((rows[0] as { status?: string } | undefined)?.status ?? 'cancelled'));
+  byKey.set(key, { at: Date.now(), status });
+  return status;
+}
+
 async function sendDelivery(ctx: AppContext, campaign: Campaign, d: Delivery, result: DeliveryDispatchResult): Promise<void> {
   const db = ctx.db.kysely;
   /** Set once the provider took the message: from then on it must never be queued again. */
@@ -301,12 +321,13 @@ async function sendDelivery(ctx: AppContext, campaign: Campaign, d: Delivery, re
     const { contact, why, ours } = await contactAndRule(ctx, campaign, d);
     if (!ours && contact) return;
     // Paused since it was claimed: back in the queue; cancelled or past its deadline: not sent.
-    if (contact?.campaign_status === 'paused') {
+    const status = await campaignStatusNow(ctx, campaign.key);
+    if (contact && status === 'paused') {
       await finish(db, d.id, { status: 'queued' });
       return;
     }
-    if (contact && (contact.campaign_status !== 'running' || Date.parse(campaign.deadline) <= ctx.clock.now().getTime())) {
-      await finish(db, d.id, { status: 'cancelled', last_error: `not sent: campaign ${contact.campaign_status}` });
+    if (contact && (status !== 'running' || Date.parse(campaign.deadline) <= ctx.clock.now().getTime())) {
+      await finish(db, d.id, { status: 'cancelled', last_error: `not sent: campaign ${status}` });
       result.cancelled += 1;
       return;
     }
