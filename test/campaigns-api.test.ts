@@ -240,7 +240,7 @@ describe.each(dialects)('campaigns API on %s', (dialect) => {
     await runDueJobs(t.ctx, t.clock.now());
     expect((await t.call('GET', '/v1/campaigns/vip')).json().status).toBe('closed');
     const dry = (await t.call('POST', '/v1/campaigns/vip/purge', { body: { dryRun: true } })).json();
-    expect(dry.counts).toEqual({ nonResponders: 3, erase: 3, keptOtherBasis: 0, alreadyErased: 0 });
+    expect(dry.counts).toEqual({ nonResponders: 3, erase: 3, keptOtherBasis: 0, keptByReason: {}, alreadyErased: 0 });
     expect((await t.call('DELETE', `/v1/contacts/${first[0]?.id}`)).statusCode).toBeLessThan(300);
     await t.ctx.db.kysely
       .insertInto('campaign_purges')

@@ -282,7 +282,7 @@ describe.each(dialects)('re-permission campaign (seeds scenario) on %s', (dialec
     expect(sent).toHaveLength(319);
     expect(sent.some((m) => recipient(m) === email)).toBe(false);
     const s = await stats();
-    expect(s.steps[2]).toMatchObject({ step: 3, audience: 320, sent: 319, cancelled: 1 });
+    expect(s.steps[2]).toMatchObject({ step: 3, audience: 320, sent: 319, cancelled: 1, cancelledByReason: { suppressed: 1 } });
     expect(s.totals).toMatchObject({ confirmed: 200, unsubscribed: 31, pending: 319 });
   });
 
@@ -318,6 +318,7 @@ describe.each(dialects)('re-permission campaign (seeds scenario) on %s', (dialec
     expect(dry.statusCode, dry.body).toBe(200);
     // 319 non-responders: 10 customers (soft opt-in) and 10 with an SMS consent keep a basis.
     expect(dry.json()).toMatchObject({ dryRun: true, counts: { nonResponders: 319, erase: 299, keptOtherBasis: 20, alreadyErased: 0 } });
+    expect(dry.json().counts.keptByReason).toEqual({ soft_opt_in: 10, consent: 10 });
     const contactsBefore = await t.ctx.db.kysely
       .selectFrom('contacts')
       .select((eb) => eb.fn.countAll().as('n'))

@@ -17,6 +17,7 @@ const PurgeSchema = Type.Object({
     nonResponders: Type.Integer(),
     erase: Type.Integer(),
     keptOtherBasis: Type.Integer(),
+    keptByReason: Type.Record(Type.String(), Type.Integer()),
     alreadyErased: Type.Integer(),
   }),
   erased: Type.Integer(),

@@ -90,6 +90,7 @@ const StepCounts = {
   sent: Type.Integer(),
   failed: Type.Integer(),
   cancelled: Type.Integer(),
+  cancelledByReason: Counts,
   clicked: Type.Integer(),
   confirmed: Type.Integer(),
   unsubscribed: Type.Integer(),

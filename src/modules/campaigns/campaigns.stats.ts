@@ -59,6 +59,24 @@ export async function campaignStats(ctx: AppContext, key: string) {
     .groupBy(['d.step', 's.due_at'])
     .orderBy('d.step')
     .execute();
+  // Why deliveries were not sent, per step: the send-time rule ("not sent: withdrawn"), a later
+  // step, the deadline, the campaign cancelled.
+  const cancelledRows = await db
+    .selectFrom('deliveries')
+    .select(['step', 'last_error', (eb) => eb.fn.countAll<number | string>().as('n')])
+    .where('campaign_key', '=', key)
+    .where('status', '=', 'cancelled')
+    .groupBy(['step', 'last_error'])
+    .execute();
+  const cancelledByStep = new Map<number, Record<string, number>>();
+  const cancelledByReason: Record<string, number> = {};
+  for (const r of cancelledRows) {
+    const reason = cancelReason(r.last_error);
+    const forStep = cancelledByStep.get(n(r.step)) ?? {};
+    forStep[reason] = (forStep[reason] ?? 0) + n(r.n);
+    cancelledByStep.set(n(r.step), forStep);
+    cancelledByReason[reason] = (cancelledByReason[reason] ?? 0) + n(r.n);
+  }
   const steps = stepRows.map((r) => ({
     step: n(r.step),
     dueAt: r.due_at,
@@ -68,6 +86,7 @@ export async function campaignStats(ctx: AppContext, key: string) {
     sent: n(r.sent),
     failed: n(r.failed),
     cancelled: n(r.cancelled),
+    cancelledByReason: cancelledByStep.get(n(r.step)) ?? {},
     clicked: n(r.clicked),
     confirmed: n(r.confirmed),
     unsubscribed: n(r.unsubscribed),
@@ -97,6 +116,7 @@ export async function campaignStats(ctx: AppContext, key: string) {
     sent: sum('sent'),
     failed: sum('failed'),
     cancelled: sum('cancelled'),
+    cancelledByReason,
     clicked: n(distinct?.clicked),
     confirmed: n(distinct?.confirmed),
     unsubscribed: n(distinct?.unsubscribed),
@@ -105,6 +125,16 @@ export async function campaignStats(ctx: AppContext, key: string) {
   };
   return { campaign: key, status: campaign.status, totals, steps, daily: await dailySeries(db, key) };
 }
+
+const cancelReason = (error: string | null): string => {
+  if (!error) return 'other';
+  if (error.startsWith('not sent: campaign ')) return error.slice('not sent: campaign '.length);
+  if (error.startsWith('not sent: ')) return error.slice('not sent: '.length);
+  if (error.startsWith('superseded')) return 'superseded';
+  if (error.startsWith('deadline')) return 'deadline';
+  if (error.startsWith('campaign cancelled')) return 'cancelled';
+  return 'other';
+};
 
 async function dailySeries(db: Executor, key: string) {
   const days = new Map<string, { date: string; sent: number; clicked: number; confirmed: number; unsubscribed: number; bounced: number }>();
@@ -177,7 +207,7 @@ export interface PurgeReport {
   dryRun: boolean;
   status: 'dry_run' | 'running' | 'completed';
   /** Non-responders considered, and what becomes of them. */
-  counts: { nonResponders: number; erase: number; keptOtherBasis: number; alreadyErased: number };
+  counts: { nonResponders: number; erase: number; keptOtherBasis: number; keptByReason: Record<string, number>; alreadyErased: number };
   erased: number;
   startedAt: string;
   completedAt: string | null;
@@ -221,19 +251,31 @@ export async function purgeCampaign(ctx: AppContext, req: RequestContext, key: s
     .orderBy('a.contact_id')
     .execute();
   const pairs = (await listPurposes(ctx)).flatMap((p) => p.channels.map((channel) => ({ purpose: p.key, channel })));
-  const hasBasis = async (contactId: string) => {
-    for (const pair of pairs) if ((await decide(ctx, { contactId, ...pair })).allowed) return true;
-    return false;
+  /** The basis that keeps the person (the decision's reason, e.g. consent, soft_opt_in), or null. */
+  const basisOf = async (contactId: string): Promise<string | null> => {
+    for (const pair of pairs) {
+      const decision = await decide(ctx, { contactId, ...pair });
+      if (decision.allowed) return decision.reason;
+    }
+    return null;
   };
   const toErase: string[] = [];
   let keptOtherBasis = 0;
   let alreadyErased = 0;
+  const keptByReason: Record<string, number> = {};
   for (const c of candidates) {
-    if (c.erased_at) alreadyErased += 1;
-    else if (await hasBasis(c.contact_id)) keptOtherBasis += 1;
-    else toErase.push(c.contact_id);
+    if (c.erased_at) {
+      alreadyErased += 1;
+      continue;
+    }
+    const basis = await basisOf(c.contact_id);
+    if (basis === null) toErase.push(c.contact_id);
+    else {
+      keptOtherBasis += 1;
+      keptByReason[basis] = (keptByReason[basis] ?? 0) + 1;
+    }
   }
-  const counts = { nonResponders: candidates.length, erase: toErase.length, keptOtherBasis, alreadyErased };
+  const counts = { nonResponders: candidates.length, erase: toErase.length, keptOtherBasis, keptByReason, alreadyErased };
   const now = iso(ctx.clock.now());
   if (dryRun) return { id: null, campaign: key, dryRun: true, status: 'dry_run', counts, erased: 0, startedAt: now, completedAt: null };
 
@@ -247,7 +289,7 @@ export async function purgeCampaign(ctx: AppContext, req: RequestContext, key: s
   }
   for (const contactId of toErase) {
     // Asked again just before: a consent or a purchase recorded during a long purge keeps the person.
-    if (await hasBasis(contactId)) continue;
+    if ((await basisOf(contactId)) !== null) continue;
     const { erased } = await eraseContact(ctx, req, contactId);
     if (erased)
       await db
