@@ -358,6 +358,28 @@ describe.each(dialects)('campaigns API on %s', (dialect) => {
     expect((history.items ?? history).at(-1)).toMatchObject({ action: 'renewed', status: 'granted', source: { type: 'campaign' } });
   });
 
+  it.runIf(dialect === 'postgres')('runs the scheduled jobs on one node at a time (advisory lock), while every node sends', async () => {
+    const { sql } = await import('kysely');
+    await t.ctx.db.kysely.connection().execute(async (conn) => {
+      // Another node holds the scheduler's lock for its tick.
+      await sql`select pg_advisory_lock(7341001)`.execute(conn);
+      try {
+        const results = await runDueJobs(t.ctx, t.clock.now());
+        const ran = Object.fromEntries(results.map((r) => [r.job, r.ran]));
+        expect(ran).toMatchObject({
+          'campaign-steps': false,
+          'expire-consents': false,
+          'dispatch-deliveries': true,
+          'dispatch-messages': true,
+        });
+      } finally {
+        await sql`select pg_advisory_unlock(7341001)`.execute(conn);
+      }
+    });
+    const free = await runDueJobs(t.ctx, t.clock.now());
+    expect(free.find((r) => r.job === 'campaign-steps')?.ran).toBe(true);
+  });
+
   it.runIf(dialect === 'sqlite')('prints the stats as a table from the CLI', async () => {
     const res = await runCli(['campaigns', 'stats', 'landing'], {
       DATABASE_URL: t.database.url,
