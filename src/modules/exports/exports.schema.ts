@@ -1,6 +1,13 @@
 import { Type } from 'typebox';
 import { Key, Nullable } from '../../platform/http.ts';
+import { ConsentEventSchema } from '../consents/consents.schema.ts';
+import { ContactSchema } from '../contacts/index.ts';
 import { exportFormats, exportKinds } from './exports.service.ts';
+
+// The access export shows a contact and its events as the API does, minus what it gives apart
+// (attributes with their purpose) or what is the ledger's plumbing (the chain link, idempotency).
+const { attributes: _attributes, erasedAt: _erasedAt, ...contactProperties } = ContactSchema.properties;
+const { contactId: _contactId, idempotencyKey: _idempotencyKey, prevHash: _prevHash, ...eventProperties } = ConsentEventSchema.properties;
 
 export const ExportParams = Type.Object({ kind: Type.Union(exportKinds.map((k) => Type.Literal(k))) });
 
@@ -39,21 +46,7 @@ const Localized = Type.Object({ fr: Type.Optional(Type.String()), en: Type.Optio
 export const AccessExportSchema = Type.Object({
   generatedAt: Type.String(),
   controller: Type.Object({ name: Type.String(), address: Type.String() }),
-  contact: Type.Object({
-    id: Type.String(),
-    email: Nullable(Type.String()),
-    phone: Nullable(Type.String()),
-    firstName: Nullable(Type.String()),
-    lastName: Nullable(Type.String()),
-    locale: Nullable(Type.String()),
-    kind: Type.String(),
-    lifecycle: Type.String(),
-    lastPurchaseAt: Nullable(Type.String()),
-    source: Nullable(Type.String()),
-    createdAt: Type.String(),
-    updatedAt: Type.String(),
-    lastInteractionAt: Nullable(Type.String()),
-  }),
+  contact: Type.Object(contactProperties),
   attributes: Type.Array(
     Type.Object({
       key: Type.String(),
@@ -91,20 +84,7 @@ export const AccessExportSchema = Type.Object({
   ),
   events: Type.Array(
     Type.Object({
-      id: Type.String(),
-      seq: Type.Integer(),
-      purpose: Type.String(),
-      purposeVersion: Type.Integer(),
-      channel: Type.String(),
-      action: Type.String(),
-      status: Type.String(),
-      legalBasis: Type.String(),
-      source: Type.Object({ type: Type.String(), ref: Nullable(Type.String()) }),
-      evidence: Type.Record(Type.String(), Type.Unknown()),
-      expiresAt: Nullable(Type.String()),
-      occurredAt: Type.String(),
-      recordedAt: Type.String(),
-      hash: Type.String(),
+      ...eventProperties,
       wording: Type.Object({
         language: Type.String(),
         title: Type.String(),
