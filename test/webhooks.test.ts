@@ -252,6 +252,62 @@ describe.each(dialects)('webhooks on %s', (dialect) => {
       expect(events[1]?.data.contactId).toBe(events[0]?.data.contactId);
     });
 
+    it('announces a contact created by a hosted form submission (POST /f/{key}), and only once', async () => {
+      const form = await t.call('POST', '/v1/forms', {
+        body: {
+          key: 'webhook-signup',
+          title: 'Sign up',
+          locale: 'en',
+          fields: ['email', 'firstName'],
+          purposes: [{ purpose: 'commercial-email', channels: ['email'] }],
+        },
+      });
+      expect(form.statusCode, form.body).toBe(201);
+      // The hosted page as a browser gets it: its CSRF token and hidden inputs, then the post.
+      const page = await t.app.inject({ method: 'GET', url: '/f/webhook-signup' });
+      expect(page.statusCode).toBe(200);
+      const hidden = (name: string) =>
+        (new RegExp(`name="${name}" value="([^"]*)"`).exec(page.body)?.[1] ?? '').replaceAll('&quot;', '"').replaceAll('&amp;', '&');
+      const action = (/<form id="assent-form" method="post" action="([^"]+)"/.exec(page.body)?.[1] ?? '').replaceAll('&amp;', '&');
+      const email = `form-hook-${Date.now().toString(36)}@example.com`;
+      const submit = () =>
+        t.app.inject({
+          method: 'POST',
+          url: action,
+          headers: { 'content-type': 'application/x-www-form-urlencoded' },
+          payload: new URLSearchParams([
+            ['email', email],
+            ['firstName', 'Solène'],
+            ['consent', 'commercial-email:email'],
+            ...['csrf', 'htmlHash', 'pageUrl'].map((name) => [name, hidden(name)]),
+          ]).toString(),
+        });
+      const res = await submit();
+      expect(res.statusCode, res.body).toBe(200);
+      const contactId = (await t.call('GET', `/v1/contacts?email=${encodeURIComponent(email)}`)).json().items[0]?.id as string;
+      expect(contactId).toMatch(/^[0-9A-Z]{26}$/);
+      // Queued with the contact, in its transaction: in the outbox before anything is sent.
+      const queued = await t.ctx.db.kysely
+        .selectFrom('webhook_deliveries')
+        .select(['event_type', 'status'])
+        .where('webhook_id', '=', hook.id)
+        .where('event_type', '=', 'contact.created')
+        .where('payload', 'like', `%${contactId}%`)
+        .execute();
+      expect(queued).toEqual([{ event_type: 'contact.created', status: 'pending' }]);
+      expect(to(PATH).length).toBe(seen);
+      await deliver();
+      const events = newEvents();
+      expect(events.map((e) => e.type)).toEqual(['contact.created', 'consent.changed']);
+      expect(events[0]?.data).toEqual({ contactId });
+      expect(events[1]?.data).toMatchObject({ contactId, purpose: 'commercial-email', channel: 'email', source: { type: 'form' } });
+      for (const personal of [email, 'Solène']) expect(to(PATH).at(-1)?.body).not.toContain(personal);
+      // The same person submitting again is no new contact: nothing more is announced as created.
+      expect((await submit()).statusCode).toBe(200);
+      await deliver();
+      expect(newEvents().filter((e) => e.type === 'contact.created')).toEqual([]);
+    });
+
     it('announces an update with the names of the changed fields, never their values', async () => {
       const contact = await createContact(t);
       await deliver();

@@ -235,8 +235,7 @@ export async function createContact(ctx: AppContext, _req: RequestContext, input
         throw new DomainError('contact_exists', 'A contact with this email or phone exists', [
           { path: existing.email === row.email ? '/email' : '/phone', message: 'already used by another contact' },
         ]);
-      await insertContactRows(trx, [row]);
-      await emitWebhookEvent(ctx, trx, 'contact.created', { contactId: row.id });
+      await storeNewContact(ctx, trx, row);
     });
   } catch (error) {
     if (isUniqueViolation(error)) throw new DomainError('contact_exists');
@@ -253,9 +252,17 @@ export async function contactForEmail(ctx: AppContext, trx: Executor, rawEmail: 
   const existing = await findContactRowByAddress(trx, { email });
   if (existing) return existing;
   const row = newContactRow(ctx, ctx.newId(), { email }, { email }, iso(ctx.clock.now()));
+  await storeNewContact(ctx, trx, row);
+  return row;
+}
+
+/**
+ * Writes a new contact and queues its `contact.created` announcement in the caller's transaction:
+ * every path that creates one contact (API, consent by email, form) goes through here.
+ */
+export async function storeNewContact(ctx: AppContext, trx: Executor, row: ContactsTable): Promise<void> {
   await insertContactRows(trx, [row]);
   await emitWebhookEvent(ctx, trx, 'contact.created', { contactId: row.id });
-  return row;
 }
 
 export async function getContactRow(ctx: AppContext, id: string, db: Executor = ctx.db.kysely): Promise<ContactsTable> {

@@ -14,6 +14,7 @@ export {
   effectiveLifecycle,
   getContactRow,
   newContactRow,
+  storeNewContact,
   toContact,
 } from './contacts.service.ts';
 export type { ContactsTable } from './contacts.table.ts';

@@ -48,7 +48,7 @@ export interface OpenedExport {
   contentType: string;
   filename: string;
   columns: string[];
-  /** UTF-8 bytes; reads the next page only when the consumer asks for more (backpressure). */
+  /** UTF-8 text in string chunks, one per page; reads the next page only when the consumer asks for more (backpressure). */
   stream: Readable;
   /** Rows and pages written so far. */
   progress: { rows: number; pages: number };
@@ -370,7 +370,10 @@ export async function openExport(ctx: AppContext, request: ExportRequest): Promi
     contentType: format === 'csv' ? 'text/csv; charset=utf-8' : 'application/x-ndjson; charset=utf-8',
     filename: `assent-${kind}${request.segment ? `-${request.segment}` : ''}-${day}.${format}`,
     columns,
-    stream: Readable.from(chunks(), { objectMode: false }),
+    // Chunks stay strings (the stream's encoding is theirs): a socket or pipe writes a string
+    // straight from the string, where a Buffer made per page would wait for a full garbage
+    // collection to be freed — tens of megabytes of dead pages between two.
+    stream: Readable.from(chunks(), { objectMode: false, encoding: 'utf8' }),
     progress,
   };
 }

@@ -11,14 +11,12 @@ import { type AppContext, cached, invalidate, type RequestContext } from '../../
 import { safeEqual, sha256Hex } from '../../platform/crypto.ts';
 import { DomainError, type FieldError, type ProblemCode } from '../../platform/errors.ts';
 import { listChannels } from '../channels/index.ts';
-// Creating a contact inside a transaction that is not the contacts module's own: these two are
-// not (yet) in contacts/index.ts.
 import { recordConsents } from '../consents/index.ts';
 import {
   type ContactsTable,
   findContactRowByAddress,
-  insertContactRows,
   newContactRow,
+  storeNewContact,
   touchInteractionRows,
   updateContactRow,
 } from '../contacts/index.ts';
@@ -748,7 +746,8 @@ async function resolveContact(ctx: AppContext, trx: Executor, form: Form, submis
       now,
     );
     row.last_interaction_at = now;
-    await insertContactRows(trx, [row]);
+    // Announced (`contact.created`) in this transaction, as a contact made through the API is.
+    await storeNewContact(ctx, trx, row);
     return row;
   }
 
