@@ -527,3 +527,37 @@ async function closeCampaign(ctx: AppContext, campaign: Campaign, at: Date): Pro
   });
   ctx.logger.info({ campaign: campaign.key }, 'campaign closed at its deadline');
 }
+
+/**
+ * A template change may not take from a launched campaign (running — started or not yet — or
+ * paused: a resume sends again without a new check) what its launch required: the confirm link
+ * and the opt-out. Refuses with every such campaign and every missing field named. `db` is the
+ * transaction that saves the template, so the check and the write see the same campaigns.
+ */
+export async function checkTemplateChange(db: Executor, template: Template): Promise<void> {
+  const launched = await db
+    .selectFrom('campaigns')
+    .select(['key', 'status', 'templates'])
+    .where('status', 'in', ['running', 'paused'])
+    .orderBy('key')
+    .execute();
+  const users = launched.flatMap((row) => {
+    const templates = JSON.parse(row.templates) as Campaign['templates'];
+    const roles = (['first', 'reminder'] as const).filter((which) => templates[which] === template.key);
+    return roles.length > 0 ? [{ key: row.key, status: row.status, roles }] : [];
+  });
+  if (users.length === 0) return;
+  const missing = checkRepermissionTemplate(template, '');
+  if (missing.length === 0) return;
+  const named = users.map((u) => `"${u.key}" (${u.status}, ${u.roles.join(' and ')} message)`).join(', ');
+  const errors: FieldError[] = users.flatMap((u) =>
+    missing.map((m) => ({ path: m.path, message: `${m.message}: campaign "${u.key}" (${u.status}) sends this template` })),
+  );
+  throw new DomainError(
+    'campaign_templates_incomplete',
+    `Template "${template.key}" is used by the launched campaign${users.length > 1 ? 's' : ''} ${named}: ${missing
+      .map((m) => `${m.path} ${m.message}`)
+      .join('; ')}`,
+    errors,
+  );
+}

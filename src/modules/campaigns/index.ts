@@ -3,6 +3,7 @@ export { type DeliveryDispatchResult, dispatchDeliveries, readShortDeliveryToken
 export { campaignRoutes } from './campaigns.routes.ts';
 export {
   type Campaign,
+  checkTemplateChange,
   createCampaign,
   getCampaign,
   launchCampaign,

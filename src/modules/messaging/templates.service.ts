@@ -127,26 +127,42 @@ export async function saveTemplate(
   input: TemplateInput,
   options: { create: boolean; builtin?: boolean },
 ): Promise<Template> {
-  checkTemplate(input);
-  const now = iso(ctx.clock.now());
-  const db = ctx.db.kysely;
-  const existing = await db.selectFrom('templates').selectAll().where('key', '=', input.key).executeTakeFirst();
-  if (options.create && existing) throw new DomainError('key_exists', `A template "${input.key}" exists already`);
-  if (!options.create && !existing) throw new DomainError('template_not_found', `There is no template "${input.key}"`);
-  if (existing && existing.builtin === 1 && (existing.channel_kind !== input.channel || existing.category !== input.category)) {
-    throw new DomainError('builtin_locked', 'A built-in template keeps its channel and category');
+  // A missing opt-out is told after the campaigns' check: when a launched campaign sends this
+  // template, its problem names the campaign and everything it would lose (confirm link included).
+  let missingOptOut: DomainError | undefined;
+  try {
+    checkTemplate(input);
+  } catch (error) {
+    if (options.create || !(error instanceof DomainError) || error.code !== 'template_missing_opt_out') throw error;
+    missingOptOut = error;
   }
-  const row: TemplatesTable = {
-    key: input.key,
-    channel_kind: input.channel,
-    category: input.category,
-    variants: JSON.stringify(input.variants),
-    builtin: existing?.builtin ?? (options.builtin ? 1 : 0),
-    created_at: existing?.created_at ?? now,
-    updated_at: now,
-  };
-  if (existing) await db.updateTable('templates').set(row).where('key', '=', input.key).execute();
-  else await db.insertInto('templates').values(row).execute();
+  const now = iso(ctx.clock.now());
+  // Loaded here, not at the top: the campaigns module imports this one.
+  const { checkTemplateChange } = await import('../campaigns/index.ts');
+  const row = await ctx.db.kysely.transaction().execute(async (trx) => {
+    const existing = await trx.selectFrom('templates').selectAll().where('key', '=', input.key).executeTakeFirst();
+    if (options.create && existing) throw new DomainError('key_exists', `A template "${input.key}" exists already`);
+    if (!options.create && !existing) throw missingOptOut ?? new DomainError('template_not_found', `There is no template "${input.key}"`);
+    const row: TemplatesTable = {
+      key: input.key,
+      channel_kind: input.channel,
+      category: input.category,
+      variants: JSON.stringify(input.variants),
+      builtin: existing?.builtin ?? (options.builtin ? 1 : 0),
+      created_at: existing?.created_at ?? now,
+      updated_at: now,
+    };
+    if (existing) {
+      // A launched campaign keeps what its launch checked: the confirm link and the opt-out.
+      await checkTemplateChange(trx, toTemplate(row));
+      if (missingOptOut) throw missingOptOut;
+      if (existing.builtin === 1 && (existing.channel_kind !== input.channel || existing.category !== input.category)) {
+        throw new DomainError('builtin_locked', 'A built-in template keeps its channel and category');
+      }
+      await trx.updateTable('templates').set(row).where('key', '=', input.key).execute();
+    } else await trx.insertInto('templates').values(row).execute();
+    return row;
+  });
   invalidate(ctx, 'templates');
   return toTemplate(row);
 }
