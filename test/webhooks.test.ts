@@ -306,6 +306,29 @@ describe.each(dialects)('webhooks on %s', (dialect) => {
       expect((await submit()).statusCode).toBe(200);
       await deliver();
       expect(newEvents().filter((e) => e.type === 'contact.created')).toEqual([]);
+      // A known person without a first name fills it through the form: announced as an update,
+      // with the field's name and never its value.
+      const known = `form-known-${Date.now().toString(36)}@example.com`;
+      const created = await t.call('POST', '/v1/contacts', { body: { email: known, locale: 'en' } });
+      expect(created.statusCode, created.body).toBe(201);
+      await deliver();
+      newEvents();
+      const filled = await t.app.inject({
+        method: 'POST',
+        url: action,
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        payload: new URLSearchParams([
+          ['email', known],
+          ['firstName', 'Maëlys'],
+          ['consent', 'commercial-email:email'],
+          ...['csrf', 'htmlHash', 'pageUrl'].map((name) => [name, hidden(name)]),
+        ]).toString(),
+      });
+      expect(filled.statusCode, filled.body).toBe(200);
+      await deliver();
+      const updates = newEvents().filter((e) => e.type === 'contact.updated');
+      expect(updates.map((e) => e.data)).toEqual([{ contactId: created.json().id, fields: ['firstName'] }]);
+      expect(to(PATH).map((r) => r.body).join('\n')).not.toContain('Maëlys');
     });
 
     it('announces an update with the names of the changed fields, never their values', async () => {

@@ -265,6 +265,16 @@ export async function storeNewContact(ctx: AppContext, trx: Executor, row: Conta
   await emitWebhookEvent(ctx, trx, 'contact.created', { contactId: row.id });
 }
 
+/**
+ * Writes a change to a contact and, when a field really changed, queues `contact.updated` (field
+ * names only) in the caller's transaction: the API and the form path both go through here.
+ */
+export async function storeContactPatch(ctx: AppContext, trx: Executor, row: ContactsTable, patch: Partial<ContactsTable>): Promise<void> {
+  await updateContactRow(trx, row.id, patch);
+  const fields = changedFields(row, patch);
+  if (fields.length > 0) await emitWebhookEvent(ctx, trx, 'contact.updated', { contactId: row.id, fields });
+}
+
 export async function getContactRow(ctx: AppContext, id: string, db: Executor = ctx.db.kysely): Promise<ContactsTable> {
   const row = await findContactRow(db, id);
   if (!row) throw new DomainError('contact_not_found', `There is no contact "${id}"`);
@@ -366,9 +376,7 @@ export async function updateContact(ctx: AppContext, _req: RequestContext, id: s
         attributes: JSON.stringify(attributes),
         updated_at: iso(ctx.clock.now()),
       };
-      await updateContactRow(trx, id, patch);
-      const fields = changedFields(row, patch);
-      if (fields.length > 0) await emitWebhookEvent(ctx, trx, 'contact.updated', { contactId: id, fields });
+      await storeContactPatch(ctx, trx, row, patch);
       return toContact(ctx, { ...row, ...patch });
     });
   } catch (error) {

@@ -14,6 +14,7 @@ export {
   effectiveLifecycle,
   getContactRow,
   newContactRow,
+  storeContactPatch,
   storeNewContact,
   toContact,
 } from './contacts.service.ts';

@@ -16,9 +16,9 @@ import {
   type ContactsTable,
   findContactRowByAddress,
   newContactRow,
+  storeContactPatch,
   storeNewContact,
   touchInteractionRows,
-  updateContactRow,
 } from '../contacts/index.ts';
 import { listPurposes, localized } from '../purposes/index.ts';
 import { addressHash } from '../suppressions/index.ts';
@@ -765,7 +765,8 @@ async function resolveContact(ctx: AppContext, trx: Executor, form: Form, submis
   }
   if (Object.keys(patch).length > 0) {
     patch.updated_at = now;
-    await updateContactRow(trx, found.id, patch);
+    // Announced (`contact.updated`, the names of the filled fields) in this transaction.
+    await storeContactPatch(ctx, trx, found, patch);
   }
   await touchInteractionRows(trx, [found.id], now);
   return {
