@@ -3,6 +3,7 @@
 import { readFileSync } from 'node:fs';
 import nodemailer from 'nodemailer';
 import type { Config } from '../config.ts';
+import { composeMessage } from './mime.ts';
 
 export interface OutgoingEmail {
   messageId: string;
@@ -49,7 +50,9 @@ export function createMailer(config: Config['mail']): Mailer {
   return {
     kind: 'smtp',
     async send(mail) {
-      const info = await transport.sendMail({
+      // Composed here by nodemailer's MailComposer and written out at once (src/platform/mime.ts):
+      // the pool then sends the bytes, not a tree of streams.
+      const { raw, envelope } = await composeMessage({
         messageId: mail.messageId,
         from: mail.from,
         to: mail.to,
@@ -58,6 +61,7 @@ export function createMailer(config: Config['mail']): Mailer {
         text: mail.text,
         headers: mail.headers,
       });
+      const info = await transport.sendMail({ envelope, raw, messageId: mail.messageId });
       return { response: String(info.response ?? '') };
     },
     async close() {

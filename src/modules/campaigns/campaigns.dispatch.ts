@@ -48,15 +48,21 @@ const worker = `${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
 /**
  * Gives back deliveries whose dispatcher died (lease over; never this process's own, still in
  * its queue), then claims a batch of due ones.
+ *
+ * Two clocks: a delivery is due by the scheduler's clock (`scheduler run --at` runs as if it were
+ * that time), but a lease is about a live process and runs on real time. Taken from the manual
+ * clock, a `scheduler run --at` in the future would have seen every live dispatcher's leases as
+ * over and sent their messages a second time.
  */
 async function claim(ctx: AppContext, limit: number): Promise<Delivery[]> {
   const now = ctx.clock.now();
+  const wall = Date.now();
   const db = ctx.db.kysely;
   await db
     .updateTable('deliveries')
     .set({ status: 'queued', claimed_by: null, claimed_until: null })
     .where('status', '=', 'sending')
-    .where('claimed_until', '<', iso(now))
+    .where('claimed_until', '<', iso(new Date(wall)))
     .where((eb) => eb.or([eb('claimed_by', 'is', null), eb('claimed_by', '!=', worker)]))
     .execute();
   const running = db.selectFrom('campaigns').select('key').where('status', '=', 'running');
@@ -74,7 +80,7 @@ async function claim(ctx: AppContext, limit: number): Promise<Delivery[]> {
     .set({
       status: 'sending',
       claimed_by: worker,
-      claimed_until: iso(new Date(now.getTime() + ctx.config.deliveries.leaseSeconds * 1000)),
+      claimed_until: iso(new Date(wall + ctx.config.deliveries.leaseSeconds * 1000)),
       attempts: sql`attempts + 1`,
     })
     .where('id', 'in', due)
@@ -141,11 +147,11 @@ export async function dispatchDeliveries(ctx: AppContext, options: { max?: numbe
       }
       if (!delivery) return;
       if (rate > 0) {
-        // Paced: the n-th send of this run waits for its slot.
-        const wait = started + (handled * 1000) / rate - Date.now();
+        // Paced: the n-th send of this run waits for its slot. The slot is taken before the
+        // wait, so lanes waiting at once each get their own, not the same one.
+        const wait = started + (handled++ * 1000) / rate - Date.now();
         if (wait > 0) await new Promise((r) => setTimeout(r, wait));
-      }
-      handled += 1;
+      } else handled += 1;
       await sendDelivery(ctx, campaigns.get(delivery.campaign_key) as Campaign, delivery, result);
     }
   };
