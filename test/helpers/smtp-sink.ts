@@ -13,6 +13,8 @@ export interface ReceivedMail {
   from: string | null;
   /** The raw message as it came over the wire. */
   raw: string;
+  /** When the sink had the whole message (Date.now(), taken before parsing it). */
+  receivedAt: number;
 }
 
 export interface SmtpSink {
@@ -43,6 +45,7 @@ export async function startSmtpSink(): Promise<SmtpSink> {
       stream.on('data', (chunk: Buffer) => chunks.push(chunk));
       stream.on('error', callback);
       stream.on('end', () => {
+        const receivedAt = Date.now();
         const raw = Buffer.concat(chunks);
         simpleParser(raw)
           .then((parsed) => {
@@ -51,6 +54,7 @@ export async function startSmtpSink(): Promise<SmtpSink> {
               to: session.envelope.rcptTo.map((r) => r.address),
               from: session.envelope.mailFrom ? session.envelope.mailFrom.address : null,
               raw: raw.toString('utf8'),
+              receivedAt,
             });
             for (const wake of waiters) wake();
             callback();
