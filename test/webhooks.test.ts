@@ -328,7 +328,11 @@ describe.each(dialects)('webhooks on %s', (dialect) => {
       await deliver();
       const updates = newEvents().filter((e) => e.type === 'contact.updated');
       expect(updates.map((e) => e.data)).toEqual([{ contactId: created.json().id, fields: ['firstName'] }]);
-      expect(to(PATH).map((r) => r.body).join('\n')).not.toContain('Maëlys');
+      expect(
+        to(PATH)
+          .map((r) => r.body)
+          .join('\n'),
+      ).not.toContain('Maëlys');
     });
 
     it('announces an update with the names of the changed fields, never their values', async () => {
