@@ -4,13 +4,15 @@
 // Prints a table and writes bench/RESULTS.md (a partial run of launch, campaign-mail or
 // segment-count writes its own block there, under "Separate runs").
 //
-//   npm run bench [-- --rebuild] [-- --only=decide,http,append,mail,form,launch,campaign-mail,segment-count]
+//   npm run bench [-- --rebuild] [-- --only=decide,http,append,mail,form,launch,campaign-mail,segment-count,import,export]
 //   BENCH_CONTACTS=50000 npm run bench      (a quick run on a smaller database)
 //
 // Environment: BENCH_CONTACTS (1000000), BENCH_SECONDS (3, per in-process measure),
 // BENCH_HTTP_SECONDS (10), BENCH_HTTP_CONNECTIONS (10), BENCH_APPEND_EVENTS (100000),
 // BENCH_APPEND_BATCH (500), BENCH_MAILS (4000), BENCH_CAMPAIGN_MAILS (5000),
-// BENCH_LAUNCH_ROUNDS (2, per segment), BENCH_COUNT_ROUNDS (5, per segment).
+// BENCH_LAUNCH_ROUNDS (2, per segment), BENCH_COUNT_ROUNDS (5, per segment), BENCH_IMPORT_ROWS (1000000),
+// BENCH_IMPORT_PG (0: SQLite only; PostgreSQL from DATABASE_URL, else postgres://127.0.0.1:5432/test),
+// BENCH_EXPORT_ROUNDS (1, per format).
 import { loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { createContext } from '../src/boot.ts';
@@ -21,8 +23,10 @@ import { benchCampaignMail } from './campaign-mail.ts';
 import { fmtInt, fmtSeconds, log } from './common.ts';
 import { ensureDataset } from './dataset.ts';
 import { benchDecide, type DecideResult } from './decide.ts';
+import { benchExport, exportDetails, exportMeasures } from './export.ts';
 import { benchFormPost } from './form-post.ts';
 import { benchHttp, type HttpResult } from './http.ts';
+import { benchImport, importDetails, importMeasures } from './import.ts';
 import { benchLaunch, launchDetails, launchMeasures } from './launch.ts';
 import { benchMail } from './mail.ts';
 import { type Measure, machine, printTable, targetsMet, upsertPartSection, writeResults } from './report.ts';
@@ -43,7 +47,7 @@ function envInt(name: string, fallback: number, min: number): number {
 const args = process.argv.slice(2);
 const rebuild = args.includes('--rebuild');
 const onlyArg = args.find((a) => a.startsWith('--only='));
-const allParts = ['decide', 'http', 'append', 'mail', 'form', 'launch', 'campaign-mail', 'segment-count'];
+const allParts = ['decide', 'http', 'append', 'mail', 'form', 'launch', 'campaign-mail', 'segment-count', 'import', 'export'];
 const only = new Set((onlyArg ? onlyArg.slice('--only='.length) : allParts.join(',')).split(','));
 const unknownParts = [...only].filter((part) => !allParts.includes(part));
 if (unknownParts.length > 0) {
@@ -66,6 +70,8 @@ const separateParts: Record<string, string> = {
   launch: `launch — a re-permission campaign launched on ${fmtInt(settings.contacts)} contacts (audience frozen, step 1 queued)`,
   'campaign-mail': 'campaign-mail — campaign deliveries to a local SMTP sink',
   'segment-count': `segment-count — counting a segment with a consent condition on ${fmtInt(settings.contacts)} contacts`,
+  export: `export — streaming the ${fmtInt(settings.contacts)} contacts out (assent export contacts, CSV and JSON Lines)`,
+  import: `import — a CSV export of ${fmtInt(envInt('BENCH_IMPORT_ROWS', 1_000_000, 1_000))} contacts with 2 consent columns (assent import contacts)`,
 };
 const envShown = [
   'BENCH_CONTACTS',
@@ -78,6 +84,9 @@ const envShown = [
   'BENCH_CAMPAIGN_MAILS',
   'BENCH_LAUNCH_ROUNDS',
   'BENCH_COUNT_ROUNDS',
+  'BENCH_EXPORT_ROUNDS',
+  'BENCH_IMPORT_ROWS',
+  'BENCH_IMPORT_PG',
   'BENCH_PROFILE',
 ]
   .filter((name) => process.env[name])
@@ -106,8 +115,16 @@ if (only.has('campaign-mail')) {
   log('\nCampaign mail: dispatchDeliveries through the pooled SMTP transport vs bare nodemailer, to a local sink');
   campaignMail = await benchCampaignMail({ deliveries: settings.campaignMails });
 }
+let importResult: Awaited<ReturnType<typeof benchImport>> | undefined;
+if (only.has('import')) {
+  log('\nImport: assent import contacts (a child process) vs a raw child writing the same rows (batched INSERTs, COPY)');
+  importResult = await benchImport({
+    rows: envInt('BENCH_IMPORT_ROWS', 1_000_000, 1_000),
+    postgresUrl: process.env.BENCH_IMPORT_PG === '0' ? null : (process.env.DATABASE_URL ?? 'postgres://127.0.0.1:5432/test'),
+  });
+}
 
-const datasetParts = ['decide', 'http', 'append', 'launch', 'segment-count'];
+const datasetParts = ['decide', 'http', 'append', 'launch', 'segment-count', 'export'];
 const dataset = datasetParts.some((part) => only.has(part)) ? await ensureDataset(settings.contacts, { rebuild }) : undefined;
 const sample = dataset && ['decide', 'http', 'append'].some((part) => only.has(part)) ? sampleContacts(dataset.file, 100_000) : [];
 
@@ -116,6 +133,7 @@ let httpResult: HttpResult | undefined;
 let appendResult: AppendResult | undefined;
 let launchResult: Awaited<ReturnType<typeof benchLaunch>> | undefined;
 let countResult: Awaited<ReturnType<typeof benchSegmentCount>> | undefined;
+let exportResult: Awaited<ReturnType<typeof benchExport>> | undefined;
 if (dataset && (only.has('decide') || only.has('http'))) {
   const ctx = await createContext(
     loadConfig({ DATABASE_URL: `sqlite:${dataset.file}`, LOG_LEVEL: 'warn', SCHEDULER_INTERVAL_SECONDS: '0' }),
@@ -147,6 +165,13 @@ if (dataset && only.has('launch')) {
 if (dataset && only.has('segment-count')) {
   log(`\nSegment count on ${fmtInt(dataset.contacts)} contacts: countSegment vs a raw SELECT count(*)`);
   countResult = await benchSegmentCount(dataset.file, dataset.contacts, { rounds: settings.countRounds });
+}
+if (dataset && only.has('export')) {
+  log(`\nExport of ${fmtInt(dataset.contacts)} contacts: assent export contacts (child process) vs a raw better-sqlite3 .iterate() child`);
+  exportResult = await benchExport(dataset.file, dataset.contacts, {
+    formats: ['csv', 'jsonl'],
+    rounds: envInt('BENCH_EXPORT_ROUNDS', 1, 1),
+  });
 }
 
 const measures: Measure[] = [];
@@ -230,6 +255,8 @@ const parts = new Map<string, { measures: Measure[]; details: string[] }>();
 if (launchResult) parts.set('launch', { measures: launchMeasures(launchResult), details: launchDetails(launchResult) });
 if (campaignMail) parts.set('campaign-mail', { measures: campaignMail.measures, details: campaignMail.details });
 if (countResult) parts.set('segment-count', { measures: segmentCountMeasures(countResult), details: segmentCountDetails(countResult) });
+if (exportResult) parts.set('export', { measures: exportMeasures(exportResult), details: exportDetails(exportResult) });
+if (importResult) parts.set('import', { measures: importMeasures(importResult), details: importDetails(importResult) });
 for (const part of parts.values()) {
   measures.push(...part.measures);
   details.push(...part.details);
@@ -262,7 +289,10 @@ if (!allParts.every((part) => only.has(part))) {
         load,
         totalMs,
         measures: part.measures,
-        details: [...(dataset && name !== 'campaign-mail' ? [`Dataset: ${datasetLines(dataset).join(' ')}`] : []), ...part.details],
+        details: [
+          ...(dataset && name !== 'campaign-mail' && name !== 'import' ? [`Dataset: ${datasetLines(dataset).join(' ')}`] : []),
+          ...part.details,
+        ],
       },
       Object.keys(separateParts),
     );

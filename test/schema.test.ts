@@ -14,6 +14,7 @@ async function shapeOf(dialect: (typeof dialects)[number]) {
       '20261122180000_collection',
       '20261123090000_campaigns',
       '20261123150000_data_exchange',
+      '20261124110000_import_recovery',
     ]);
     expect(await migrateToLatest(db.kysely)).toEqual([]);
     const tables = await db.kysely.introspection.getTables();

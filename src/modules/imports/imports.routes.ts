@@ -6,7 +6,7 @@ import { DomainError } from '../../platform/errors.ts';
 import { type App, problemRef, problems } from '../../platform/http.ts';
 import { parseMapOption } from './imports.columns.ts';
 import { ImportAccepted, ImportIdParams, ImportQuery, ImportSummarySchema } from './imports.schema.ts';
-import { getImport, IMPORT_BODY_LIMIT, type ImportOptions, importUpload, rejectsCsv } from './imports.service.ts';
+import { getImport, IMPORT_BODY_LIMIT, type ImportOptions, importUpload, recoverImports, rejectsCsv } from './imports.service.ts';
 
 type Query = {
   map?: string | string[];
@@ -63,6 +63,13 @@ class CsvBody {
 }
 
 export async function importRoutes(app: App, ctx: AppContext): Promise<void> {
+  // Imports a crash cut off: resumed from their last committed batch, or marked interrupted.
+  app.addHook('onReady', async () => {
+    const work = recoverImports(ctx)
+      .catch((error: unknown) => ctx.logger.error({ err: error }, 'recovering interrupted imports failed'))
+      .finally(() => ctx.background.delete(work));
+    ctx.background.add(work);
+  });
   await app.register(async (scope) => {
     const uploads = scope as unknown as App;
     // The body stays a stream: the service checks and spools it without holding it in memory.

@@ -42,7 +42,7 @@ const ReportSchema = Type.Object({
 
 export const ImportSummarySchema = Type.Object({
   id: Type.String(),
-  status: Type.Union([Type.Literal('running'), Type.Literal('completed'), Type.Literal('failed')]),
+  status: Type.Union([Type.Literal('running'), Type.Literal('completed'), Type.Literal('failed'), Type.Literal('interrupted')]),
   dryRun: Type.Boolean(),
   read: Count,
   written: Count,

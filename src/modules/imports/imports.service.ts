@@ -1,37 +1,42 @@
 // Importing a CRM export: the file is checked whole first (nothing is written for a file that
 // cannot be imported whole), then read again as a stream, 1,000 rows a batch, each batch one
 // transaction that writes its contacts, its consents as ledger events (source `import`, dated
-// when collected, graded by their proof), its rejected rows and the import's counters.
+// when collected, graded by their proof), its rejected rows and the import's counters, with how
+// far it reached and a heartbeat: an import cut off by a crash is resumed after its last committed
+// batch (the same file imported again, or a server's start), or marked `interrupted`.
 import { once } from 'node:events';
-import { createReadStream, createWriteStream, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { accessSync, constants, createReadStream, createWriteStream, mkdtempSync, rmSync } from 'node:fs';
+import { hostname, tmpdir } from 'node:os';
+import { basename, dirname, join, resolve } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { parse } from 'csv-parse';
 import type { Executor } from '../../database.ts';
 import { addressKindFor } from '../../platform/addresses.ts';
 import { iso } from '../../platform/clock.ts';
-import type { AppContext, RequestContext } from '../../platform/context.ts';
+import { type AppContext, type RequestContext, systemRequest } from '../../platform/context.ts';
 import { DomainError } from '../../platform/errors.ts';
 import { listChannels } from '../channels/index.ts';
-import { type ConsentInput, recordConsents } from '../consents/index.ts';
-import { type ContactsTable, insertContactRows, newContactRow, updateContactRow } from '../contacts/index.ts';
+import { appendConsentsBulk, type BulkConsent } from '../consents/consents.bulk.ts';
+import { type ContactsTable, newContactRow, updateContactRow } from '../contacts/index.ts';
 import { listPurposes } from '../purposes/index.ts';
 import { emitWebhookEvent, emitWebhookEvents, type WebhookEvent } from '../webhooks/index.ts';
 import { type Mapping, mapColumns } from './imports.columns.ts';
 import {
+  claimImport,
   findCompletedImportOfFile,
   findContactsByAddresses,
   findImportRow,
   findStatesOfContacts,
   findSuppressedHashes,
+  insertGenesisHeads,
   insertImportRow,
+  insertNewContacts,
   insertRejectRows,
   listFieldTypes,
+  listRunningImports,
   pageRejectRows,
   updateImportRow,
-  updateProofGrades,
 } from './imports.repository.ts';
 import { type ImportedConsent, type ImportRow, type ProofGrade, type RowReject, readRow } from './imports.rows.ts';
 import { type EncodingChoice, type FileFacts, MAX_RECORD_BYTES, scanFile, toUtf8Lines } from './imports.scan.ts';
@@ -53,7 +58,7 @@ export interface ImportOptions {
 
 type Settled = Required<Omit<ImportOptions, 'map'>> & { map: Record<string, string> };
 
-export type ImportStatus = 'running' | 'completed' | 'failed';
+export type ImportStatus = 'running' | 'completed' | 'failed' | 'interrupted';
 
 export interface ImportReport {
   /** Data rows the check counted (what `read` reaches at the end). */
@@ -104,6 +109,51 @@ export type ProgressListener = (
 ) => void;
 
 const BATCH_ROWS = 1_000;
+/**
+ * The second pass reads the file in small chunks: the parser turns a whole chunk into records at
+ * once, so the chunk size bounds how many records wait for the batch being written.
+ */
+const READ_CHUNK = 64 * 1024;
+
+/** A running import silent for this long (no batch committed) is taken for stopped, wherever its process runs. */
+const LEASE_MS = 2 * 60_000;
+/** Who runs an import: this host and process (a process on this host that is gone is seen at once). */
+const OWNER = `${hostname()}:${process.pid}`;
+/** The imports this process is running now. */
+const active = new Set<string>();
+
+/** Whether a `running` import has lost its process: ours but not running here, gone from this host, or silent past the lease. */
+function isStale(row: ImportsTable, now: Date): boolean {
+  if (row.owner === OWNER) return !active.has(row.id);
+  const cut = row.owner?.lastIndexOf(':') ?? -1;
+  if (row.owner && cut > 0 && row.owner.slice(0, cut) === hostname()) {
+    try {
+      process.kill(Number(row.owner.slice(cut + 1)), 0);
+    } catch (error) {
+      if ((error as { code?: string }).code === 'ESRCH') return true;
+    }
+  }
+  return !row.heartbeat_at || now.getTime() - new Date(row.heartbeat_at).getTime() > LEASE_MS;
+}
+
+const readable = (path: string | null): path is string => {
+  if (!path) return false;
+  try {
+    accessSync(path, constants.R_OK);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+/** An API upload's spool directory (made by importUpload): removed once its import ends. */
+const spoolDir = (path: string): string | null => {
+  const dir = dirname(path);
+  return dirname(dir) === tmpdir() && basename(dir).startsWith('assent-import-') ? dir : null;
+};
+
+const INTERRUPTED =
+  'The import stopped before its end (its process ended) and its file cannot be read again: what was committed stays; import the file again to bring in the rest (the rows already imported are not written twice)';
 
 /** Uploads up to this size are accepted (a million-row export is ~150 MB). */
 export const IMPORT_BODY_LIMIT = 2 * 1024 ** 3;
@@ -184,8 +234,29 @@ function emptyReport(plan: ImportPlan): ImportReport {
  * import that did nothing, naming the earlier one) unless `force`; otherwise the import is
  * `running` and `runImport` does the work.
  */
-export async function beginImport(ctx: AppContext, plan: ImportPlan): Promise<{ summary: ImportSummary; run: boolean }> {
+export async function beginImport(
+  ctx: AppContext,
+  plan: ImportPlan,
+  sourcePath: string | null = null,
+): Promise<{ summary: ImportSummary; run: boolean; resume?: ImportsTable }> {
   const now = iso(ctx.clock.now());
+  // The same file and options as an import cut off by a crash: that import goes on where it stopped.
+  if (!plan.options.dryRun) {
+    for (const stale of await listRunningImports(ctx.db.kysely)) {
+      if (stale.file_hash !== plan.facts.hash || stale.dry_run !== 0 || stale.options !== JSON.stringify(plan.options)) continue;
+      if (!isStale(stale, ctx.clock.now())) continue;
+      const patch = { owner: OWNER, heartbeat_at: now, source_path: sourcePath };
+      if (!(await claimImport(ctx.db.kysely, stale, patch))) continue;
+      ctx.logger.info({ importId: stale.id, afterLine: stale.resume_line }, 'import resumed after an interruption');
+      if (stale.source_path && stale.source_path !== sourcePath) {
+        const dir = spoolDir(stale.source_path);
+        if (dir) rmSync(dir, { recursive: true, force: true });
+      }
+      const resume = { ...stale, ...patch };
+      active.add(resume.id);
+      return { summary: toSummary(resume), run: true, resume };
+    }
+  }
   const earlier = plan.options.force ? undefined : await findCompletedImportOfFile(ctx.db.kysely, plan.facts.hash);
   const report = emptyReport(plan);
   if (earlier) report.alreadyImported = { id: earlier.id, completedAt: earlier.completed_at };
@@ -205,7 +276,13 @@ export async function beginImport(ctx: AppContext, plan: ImportPlan): Promise<{ 
     error: null,
     created_at: now,
     completed_at: earlier ? now : null,
+    owner: earlier ? null : OWNER,
+    heartbeat_at: earlier ? null : now,
+    source_path: earlier ? null : sourcePath,
+    resume_line: 0,
+    reject_seq: 0,
   };
+  if (!earlier) active.add(row.id);
   await insertImportRow(ctx.db.kysely, row);
   return { summary: toSummary(row), run: !earlier };
 }
@@ -218,6 +295,15 @@ interface Known {
   isNew: boolean;
   patch: Partial<ContactsTable> | null;
   changed: Set<string>;
+}
+
+interface PreparedBatch {
+  now: Date;
+  rows: ImportRow[];
+  rejects: RowReject[];
+  rejectedRows: number;
+  read: number;
+  lastLine: number;
 }
 
 interface ToRecord {
@@ -270,8 +356,24 @@ class ImportRun {
     readonly req: RequestContext,
     readonly id: string,
     readonly plan: ImportPlan,
+    resume?: ImportsTable,
   ) {
     this.report = emptyReport(plan);
+    if (resume) {
+      // Where the committed batches left it: counters, report and rejects go on from there.
+      const { read, written, updated, rejected, skipped, consents } = resume;
+      Object.assign(this.totals, { read, written, updated, rejected, skipped, consents });
+      if (resume.report) {
+        const before = JSON.parse(resume.report) as ImportReport;
+        Object.assign(this.report, {
+          events: before.events,
+          grades: before.grades,
+          consentsSuppressed: before.consentsSuppressed,
+          consentsKept: before.consentsKept,
+        });
+      }
+      this.#seq = resume.reject_seq;
+    }
   }
 
   get dryRun(): boolean {
@@ -279,7 +381,11 @@ class ImportRun {
   }
 
   /** Reads one batch's rows and writes them (or, in a dry run, only what would be). */
-  async batch(records: Array<{ line: number; cells: string[] }>, extraRejects: RowReject[]): Promise<void> {
+  /**
+   * Reads one batch's rows (validation, normalisation, address hashes: no database), so that it can
+   * run while the batch before is being written.
+   */
+  prepare(records: Array<{ line: number; cells: string[] }>, extraRejects: RowReject[], lastLine: number): PreparedBatch {
     const now = this.ctx.clock.now();
     const rowContext = { now, defaultRegion: this.ctx.config.defaultRegion, secret: this.ctx.secret };
     const rows: ImportRow[] = [];
@@ -293,7 +399,12 @@ class ImportRun {
         rejectedRows += 1;
       }
     }
-    const read = records.length + extraRejects.length;
+    return { now, rows, rejects, rejectedRows, read: records.length + extraRejects.length, lastLine };
+  }
+
+  /** Writes a prepared batch (or, in a dry run, only what it would write). */
+  async batch(prepared: PreparedBatch): Promise<void> {
+    const { now, rows, rejects, rejectedRows, read, lastLine } = prepared;
 
     const attempt = async (db: Executor, afterCommit?: Array<() => void>) => {
       const outcome = await this.#merge(db, rows, iso(now));
@@ -308,7 +419,14 @@ class ImportRun {
         allRejects.map((r, i) => ({ import_id: this.id, seq: this.#seq + i + 1, line: r.line, column: r.column, reason: r.reason })),
       );
       const totals = this.#add(read, rejectedRows, outcome, true);
-      await updateImportRow(db, this.id, { ...totals, report: JSON.stringify(this.#reportAfter(outcome, events)) });
+      await updateImportRow(db, this.id, {
+        ...totals,
+        report: JSON.stringify(this.#reportAfter(outcome, events)),
+        // The batch and how far it reached commit together: a resume starts right after it.
+        resume_line: lastLine,
+        reject_seq: this.#seq + allRejects.length,
+        heartbeat_at: iso(this.ctx.clock.now()),
+      });
       return allRejects.length;
     };
 
@@ -399,7 +517,7 @@ class ImportRun {
       }
     }
     const found = new Map<string, Known>();
-    for (const row of await findContactsByAddresses(db, [...emails], [...phones])) {
+    for (const row of await findContactsByAddresses(db, this.ctx.db.dialect, [...emails], [...phones])) {
       if (found.has(row.id)) continue;
       // A contact an earlier dry-run batch already changed is that one.
       const v = (row.email && this.#virtual.get(`e:${row.email}`)) || (row.phone && this.#virtual.get(`p:${row.phone}`)) || undefined;
@@ -427,7 +545,7 @@ class ImportRun {
     }
     const channels = [...new Set(this.plan.mapping.consents.flatMap((c) => (c.resolved ? [c.resolved.channel.key] : [])))];
     const suppressed = new Set(
-      (await findSuppressedHashes(db, channels, [...hashes])).map((s) => `${s.channel_key}\u0000${s.address_hash}`),
+      (await findSuppressedHashes(db, this.ctx.db.dialect, channels, [...hashes])).map((s) => `${s.channel_key}\u0000${s.address_hash}`),
     );
     return { byEmail, byPhone, suppressed };
   }
@@ -620,19 +738,17 @@ class ImportRun {
 
   /** Writes a batch's outcome in the transaction; returns the ledger events written. */
   async #write(trx: Executor, o: BatchOutcome, now: string, afterCommit: Array<() => void>): Promise<number> {
-    for (let i = 0; i < o.created.length; i += 500) {
-      await insertContactRows(
-        trx,
-        o.created.slice(i, i + 500).map((k) => k.row),
-      );
-    }
+    await insertNewContacts(
+      this.ctx,
+      trx,
+      o.created.map((k) => k.row),
+    );
     for (const known of o.patched) await updateContactRow(trx, known.row.id, known.patch as Partial<ContactsTable>);
 
-    const inputs: ConsentInput[] = [];
-    const lastInput: number[] = [];
+    const inputs: BulkConsent[] = [];
     const source = { type: 'import', ref: this.id };
     for (const { known, consent: c, line } of o.consents) {
-      const evidence: NonNullable<ConsentInput['evidence']> = {
+      const evidence: BulkConsent['evidence'] = {
         method: 'import',
         // The wording the person saw, when the file gives it: never today's text of the purpose.
         text: c.wording ?? '',
@@ -643,30 +759,23 @@ class ImportRun {
         ...(c.doiAt ? { doubleOptInAt: c.doiAt } : {}),
         ...(c.source ? { collectedThrough: c.source } : {}),
       };
-      const base = { contactId: known.row.id, purpose: c.purpose.key, channel: c.channel.key, source, evidence };
-      inputs.push({ ...base, action: c.action, occurredAt: occurredAt(c, now) });
-      if (this.#confirmsToo(c)) inputs.push({ ...base, action: 'confirmed', occurredAt: c.doiAt as string });
-      lastInput.push(inputs.length - 1);
+      const base = { contact: { ...known.row, isNew: known.isNew }, purpose: c.purpose, channel: c.channel, source, evidence };
+      const confirms = this.#confirmsToo(c);
+      // The state the consent's last event leads carries its proof grade.
+      inputs.push({ ...base, action: c.action, occurredAt: occurredAt(c, now), stateProofGrade: confirms ? null : c.grade });
+      if (confirms) inputs.push({ ...base, action: 'confirmed', occurredAt: c.doiAt as string, stateProofGrade: c.grade });
     }
+    const chained = new Set<string>();
     if (inputs.length > 0) {
-      const results = await recordConsents(this.ctx, this.req, inputs, { within: { trx, afterCommit } });
-      const byGrade = new Map<
-        string,
-        { grade: string; purpose: string; channel: string; entries: Array<{ contactId: string; eventId: string }> }
-      >();
-      o.consents.forEach(({ known, consent }, n) => {
-        const event = results[lastInput[n] as number]?.event;
-        if (!event) return;
-        const key = `${consent.grade}\u0000${consent.purpose.key}\u0000${consent.channel.key}`;
-        let group = byGrade.get(key);
-        if (!group) {
-          group = { grade: consent.grade, purpose: consent.purpose.key, channel: consent.channel.key, entries: [] };
-          byGrade.set(key, group);
-        }
-        group.entries.push({ contactId: known.row.id, eventId: event.id });
-      });
-      for (const g of byGrade.values()) await updateProofGrades(trx, g.grade, g.purpose, g.channel, g.entries);
+      await appendConsentsBulk(this.ctx, trx, inputs, afterCommit);
+      for (const input of inputs) chained.add(input.contact.id);
     }
+    // Every contact starts a proof chain: an empty one when this batch gave it no event.
+    await insertGenesisHeads(
+      this.ctx,
+      trx,
+      o.created.flatMap((k) => (chained.has(k.row.id) ? [] : [k.row.id])),
+    );
 
     const announcements: WebhookEvent[] = [
       ...o.created.map((k) => ({ type: 'contact.created' as const, data: { contactId: k.row.id } })),
@@ -689,8 +798,28 @@ export async function runImport(
   plan: ImportPlan,
   open: () => Readable,
   onProgress?: ProgressListener,
+  resume?: ImportsTable,
 ): Promise<ImportSummary> {
-  const run = new ImportRun(ctx, req, id, plan);
+  active.add(id);
+  try {
+    return await runImportWork(ctx, req, id, plan, open, onProgress, resume);
+  } finally {
+    active.delete(id);
+  }
+}
+
+async function runImportWork(
+  ctx: AppContext,
+  req: RequestContext,
+  id: string,
+  plan: ImportPlan,
+  open: () => Readable,
+  onProgress: ProgressListener | undefined,
+  resume: ImportsTable | undefined,
+): Promise<ImportSummary> {
+  const run = new ImportRun(ctx, req, id, plan, resume);
+  /** Lines the committed batches covered (a resumed import): their records are not read again. */
+  const done = resume?.resume_line ?? 0;
   const parser = parse({
     delimiter: plan.facts.delimiter,
     info: true,
@@ -703,6 +832,7 @@ export async function runImport(
   });
   const skipped: RowReject[] = [];
   parser.on('skip', (error: Error & { lines?: number }) => {
+    if ((error.lines ?? 0) <= done) return;
     skipped.push({ line: error.lines ?? 0, column: '', reason: `cannot be read as CSV: ${error.message}` });
   });
   const source = open();
@@ -713,9 +843,12 @@ export async function runImport(
       ...run.totals,
       rows: plan.facts.rows,
     });
+  let writing: Promise<void> = Promise.resolve();
   try {
     let header = true;
     let batch: Array<{ line: number; cells: string[] }> = [];
+    let lastLine = done;
+    const reached = (extra: RowReject[]) => Math.max(lastLine, ...extra.map((r) => r.line));
     for await (const item of parser as AsyncIterable<{ record: string[]; info: { lines: number } }>) {
       if (header) {
         header = false;
@@ -725,24 +858,39 @@ export async function runImport(
         }
         continue;
       }
+      if (item.info.lines <= done) continue;
+      lastLine = item.info.lines;
       // The parser counts the line a record ends on; a record spanning lines started earlier.
       let line = item.info.lines;
       for (const cell of item.record) for (let i = cell.indexOf('\n'); i >= 0; i = cell.indexOf('\n', i + 1)) line -= 1;
       batch.push({ line, cells: item.record });
       if (batch.length >= BATCH_ROWS) {
-        await run.batch(batch, skipped.splice(0));
+        const extra = skipped.splice(0);
+        // This batch is read while the one before is written; batches still commit one by one, in order.
+        const prepared = run.prepare(batch, extra, reached(extra));
         batch = [];
-        progress();
+        await writing;
+        writing = run.batch(prepared).then(progress);
+        // A failure surfaces at the next await of `writing` (the loop's or the end's).
+        writing.catch(() => undefined);
       }
     }
+    await writing;
     await piping;
     if (batch.length > 0 || skipped.length > 0) {
-      await run.batch(batch, skipped.splice(0));
+      const extra = skipped.splice(0);
+      await run.batch(run.prepare(batch, extra, reached(extra)));
       progress();
     }
     const completedAt = iso(ctx.clock.now());
     await ctx.db.kysely.transaction().execute(async (trx) => {
-      await updateImportRow(trx, id, { status: 'completed', completed_at: completedAt, ...run.totals, report: JSON.stringify(run.report) });
+      await updateImportRow(trx, id, {
+        status: 'completed',
+        completed_at: completedAt,
+        ...run.totals,
+        report: JSON.stringify(run.report),
+        owner: null,
+      });
       if (!plan.options.dryRun) {
         await emitWebhookEvent(ctx, trx, 'import.completed', { importId: id, status: 'completed', counts: { ...run.totals } });
       }
@@ -750,6 +898,8 @@ export async function runImport(
   } catch (error) {
     parser.destroy();
     source.destroy();
+    // A batch still being written ends (commits or rolls back) before the import is marked failed.
+    await writing.catch(() => undefined);
     const detail =
       error instanceof DomainError
         ? error.message
@@ -761,6 +911,7 @@ export async function runImport(
       completed_at: iso(ctx.clock.now()),
       ...run.totals,
       report: JSON.stringify(run.report),
+      owner: null,
     });
     throw error;
   }
@@ -775,11 +926,12 @@ export async function importContactsFile(
   options: ImportOptions,
   onProgress?: ProgressListener,
 ): Promise<ImportSummary> {
+  await closeInterrupted(ctx);
   const facts = await checkImportFile(createReadStream(path, { highWaterMark: 1 << 20 }), options);
   const plan = await planImport(ctx, facts, options);
-  const { summary, run } = await beginImport(ctx, plan);
+  const { summary, run, resume } = await beginImport(ctx, plan, resolve(path));
   if (!run) return summary;
-  return runImport(ctx, req, summary.id, plan, () => createReadStream(path, { highWaterMark: 1 << 20 }), onProgress);
+  return runImport(ctx, req, summary.id, plan, () => createReadStream(path, { highWaterMark: READ_CHUNK }), onProgress, resume);
 }
 
 /**
@@ -797,7 +949,7 @@ export async function importUpload(
   const path = join(dir, 'upload.csv');
   const drop = () => rmSync(dir, { recursive: true, force: true });
   let plan: ImportPlan;
-  let begun: { summary: ImportSummary; run: boolean };
+  let begun: Awaited<ReturnType<typeof beginImport>>;
   try {
     const spool = createWriteStream(path);
     // Its errors surface through write/close; opened first, so a refusal can close it cleanly.
@@ -819,7 +971,7 @@ export async function importUpload(
         await closed;
       }
     }
-    begun = await beginImport(ctx, plan);
+    begun = await beginImport(ctx, plan, path);
   } catch (error) {
     drop();
     throw error;
@@ -828,7 +980,15 @@ export async function importUpload(
     drop();
     return begun.summary;
   }
-  const work = runImport(ctx, req, begun.summary.id, plan, () => createReadStream(path, { highWaterMark: 1 << 20 }))
+  const work = runImport(
+    ctx,
+    req,
+    begun.summary.id,
+    plan,
+    () => createReadStream(path, { highWaterMark: READ_CHUNK }),
+    undefined,
+    begun.resume,
+  )
     .catch(() => undefined)
     .finally(() => {
       drop();
@@ -836,6 +996,68 @@ export async function importUpload(
     });
   ctx.background.add(work);
   return begun.summary;
+}
+
+/**
+ * Marks `interrupted` the stale running imports whose file cannot be read again (their process
+ * is gone: nothing can finish them). Those whose file is still there wait to be resumed.
+ */
+export async function closeInterrupted(ctx: AppContext): Promise<number> {
+  let closed = 0;
+  for (const stale of await listRunningImports(ctx.db.kysely)) {
+    if (!isStale(stale, ctx.clock.now()) || (stale.dry_run === 0 && readable(stale.source_path))) continue;
+    const patch: Partial<ImportsTable> = {
+      status: 'interrupted',
+      error: stale.dry_run === 1 ? 'The dry run stopped before its end (its process ended): run it again' : INTERRUPTED,
+      completed_at: iso(ctx.clock.now()),
+      owner: null,
+    };
+    if (await claimImport(ctx.db.kysely, stale, patch)) {
+      ctx.logger.warn({ importId: stale.id }, 'a running import whose process is gone was marked interrupted');
+      closed += 1;
+    }
+  }
+  return closed;
+}
+
+/**
+ * At a server's start: stale running imports go on from their last committed batch when their
+ * file is still there and unchanged (in the background), and are marked `interrupted` otherwise.
+ */
+export async function recoverImports(ctx: AppContext): Promise<void> {
+  await closeInterrupted(ctx);
+  for (const stale of await listRunningImports(ctx.db.kysely)) {
+    if (!isStale(stale, ctx.clock.now()) || !readable(stale.source_path)) continue;
+    const path = stale.source_path;
+    const options = JSON.parse(stale.options) as Settled;
+    const spool = spoolDir(path);
+    let plan: ImportPlan;
+    try {
+      const facts = await checkImportFile(createReadStream(path, { highWaterMark: 1 << 20 }), options);
+      if (facts.hash !== stale.file_hash) throw new DomainError('import_file_invalid', 'The file changed since the import began');
+      plan = await planImport(ctx, facts, options);
+    } catch (error) {
+      const reason = error instanceof DomainError ? error.message : 'it cannot be read';
+      const patch = { status: 'interrupted', error: `${INTERRUPTED} (${reason})`, completed_at: iso(ctx.clock.now()), owner: null };
+      if (await claimImport(ctx.db.kysely, stale, patch)) {
+        ctx.logger.warn({ importId: stale.id }, 'a running import whose process is gone was marked interrupted');
+        if (spool) rmSync(spool, { recursive: true, force: true });
+      }
+      continue;
+    }
+    const patch = { owner: OWNER, heartbeat_at: iso(ctx.clock.now()) };
+    if (!(await claimImport(ctx.db.kysely, stale, patch))) continue;
+    ctx.logger.info({ importId: stale.id, afterLine: stale.resume_line }, 'import resumed after an interruption');
+    active.add(stale.id);
+    const open = () => createReadStream(path, { highWaterMark: READ_CHUNK });
+    const work = runImport(ctx, systemRequest('import-recovery'), stale.id, plan, open, undefined, { ...stale, ...patch })
+      .catch(() => undefined)
+      .finally(() => {
+        if (spool) rmSync(spool, { recursive: true, force: true });
+        ctx.background.delete(work);
+      });
+    ctx.background.add(work);
+  }
 }
 
 /** The rejected rows as CSV (`line,column,reason`), page by page: constant memory whatever their number. */
