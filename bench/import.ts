@@ -3,7 +3,7 @@
 // contacts + ledger events + states in batched transactions), against a raw child that reads the
 // same file and bulk-inserts the same contact and event rows with the same hashing: better-sqlite3
 // batched inserts on SQLite, COPY … FROM STDIN on PostgreSQL. The peak RSS of each child is sampled
-// from /proc while it runs.
+// from /proc while it runs; a dry run of the same file is measured first, on the same new store.
 //
 // Run as a child: node bin/run-ts.js bench/import.ts raw DATABASE_URL FILE
 import { spawn } from 'node:child_process';
@@ -58,6 +58,8 @@ export interface ImportRun {
 export interface ImportStoreResult {
   store: 'SQLite' | 'PostgreSQL';
   ours: ImportRun;
+  /** The same file as a dry run first, on the same new store (which it leaves without a contact). */
+  dryRun: { ms: number; peakRssMb: number };
   raw: ImportRun;
   chainsVerified: number;
 }
@@ -213,6 +215,18 @@ async function runOurs(url: string, file: string, rows: number): Promise<{ run: 
   };
 }
 
+/** `--dry-run` on a new store: every row would be written, and nothing is. */
+async function runDry(url: string, file: string, rows: number): Promise<{ ms: number; peakRssMb: number }> {
+  const child = await runChild([ASSENT_BIN, 'import', 'contacts', file, '--dry-run', '--json'], childEnv(url));
+  const summary = JSON.parse(child.output.slice(child.output.indexOf('{'))) as { status: string; dryRun: boolean; written: number };
+  if (summary.status !== 'completed' || !summary.dryRun || summary.written !== rows) {
+    throw new Error(`bench import: the dry run ended ${summary.status} with ${summary.written} of ${rows} contacts counted`);
+  }
+  const c = await countsAndChains(url, rows, false);
+  if (c.contacts !== 0 || c.events !== 0) throw new Error(`bench import: the dry run wrote ${c.contacts} contacts, ${c.events} events`);
+  return { ms: child.ms, peakRssMb: child.peakRssMb };
+}
+
 async function runRaw(url: string, file: string, rows: number): Promise<ImportRun> {
   const child = await runChild([RUN_TS, THIS_FILE, 'raw', url, file], childEnv(url));
   const c = await countsAndChains(url, rows, false);
@@ -241,9 +255,11 @@ export async function benchImport(options: { rows: number; postgresUrl: string |
     for (const f of Object.values(sqliteFiles)) await prepareStore(`sqlite:${f}`);
     const raw = await runRaw(`sqlite:${sqliteFiles.raw}`, file, options.rows);
     log(`  SQLite raw: ${fmtRate(raw.rate)} rows (${fmtSeconds(raw.ms)}), peak RSS ${raw.peakRssMb.toFixed(0)} MB`);
+    const dryRun = await runDry(`sqlite:${sqliteFiles.ours}`, file, options.rows);
+    log(`  SQLite dry run: ${fmtSeconds(dryRun.ms)}, peak RSS ${dryRun.peakRssMb.toFixed(0)} MB`);
     const ours = await runOurs(`sqlite:${sqliteFiles.ours}`, file, options.rows);
     log(`  SQLite ours: ${fmtRate(ours.run.rate)} rows (${fmtSeconds(ours.run.ms)}), peak RSS ${ours.run.peakRssMb.toFixed(0)} MB`);
-    stores.push({ store: 'SQLite', ours: ours.run, raw, chainsVerified: ours.verified });
+    stores.push({ store: 'SQLite', ours: ours.run, raw, dryRun, chainsVerified: ours.verified });
   } finally {
     clean();
   }
@@ -267,9 +283,11 @@ export async function benchImport(options: { rows: number; postgresUrl: string |
       }
       const raw = await runRaw(urlOf(names.raw), file, options.rows);
       log(`  PostgreSQL raw COPY: ${fmtRate(raw.rate)} rows (${fmtSeconds(raw.ms)}), peak RSS ${raw.peakRssMb.toFixed(0)} MB`);
+      const dryRun = await runDry(urlOf(names.ours), file, options.rows);
+      log(`  PostgreSQL dry run: ${fmtSeconds(dryRun.ms)}, peak RSS ${dryRun.peakRssMb.toFixed(0)} MB`);
       const ours = await runOurs(urlOf(names.ours), file, options.rows);
       log(`  PostgreSQL ours: ${fmtRate(ours.run.rate)} rows (${fmtSeconds(ours.run.ms)}), peak RSS ${ours.run.peakRssMb.toFixed(0)} MB`);
-      stores.push({ store: 'PostgreSQL', ours: ours.run, raw, chainsVerified: ours.verified });
+      stores.push({ store: 'PostgreSQL', ours: ours.run, raw, dryRun, chainsVerified: ours.verified });
     } finally {
       for (const name of Object.values(names)) await admin.query(`drop database if exists ${name} with (force)`);
       await admin.end();
@@ -298,16 +316,25 @@ export function importMeasures(r: ImportResult): Measure[] {
       target: `< ${RSS_LIMIT_MB} MB`,
       pass: s.ours.peakRssMb < RSS_LIMIT_MB,
     },
+    {
+      name: `dry run of ${fmtInt(r.rows)} contacts, ${s.store}: peak RSS of the importing process (--dry-run)`,
+      ours: s.dryRun.peakRssMb,
+      unit: 'MB',
+      baselineName: 'peak RSS of the real import',
+      baseline: s.ours.peakRssMb,
+      target: 'report only (no target)',
+      pass: null,
+    },
   ]);
 }
 
 export function importDetails(r: ImportResult): string[] {
   const out = [
-    `Import: a generated CRM export of ${fmtInt(r.rows)} distinct contacts (${(r.fileBytes / 1e6).toFixed(0)} MB in bench/.data, made once and reused): ${HEADER.split(',').join(', ')}; 80% of the rows have a mobile phone and only those an SMS answer. Each side starts from a new, migrated store. Ours: a child process running \`node bin/assent.js import contacts FILE --json\` — the whole command, start-up and the checking pass (hash, encoding, record count) included — timed from spawn to exit. Raw: a child process that reads the same file line by line (split on commas, no validation, no dedup lookups), hashes the addresses and computes the same evidence and event hashes, and writes the same contact and event rows: on SQLite with prepared INSERTs, ${fmtInt(RAW_BATCH)} rows a transaction; on PostgreSQL with COPY … FROM STDIN, ${fmtInt(COPY_BATCH)} rows a COPY and a transaction. Raw writes no states, heads, outbox rows or import records. Peak RSS: the larger of VmHWM and VmRSS of the child, read from /proc every 50 ms.`,
+    `Import: a generated CRM export of ${fmtInt(r.rows)} distinct contacts (${(r.fileBytes / 1e6).toFixed(0)} MB in bench/.data, made once and reused): ${HEADER.split(',').join(', ')}; 80% of the rows have a mobile phone and only those an SMS answer. Each side starts from a new, migrated store. Ours: a child process running \`node bin/assent.js import contacts FILE --json\` — the whole command, start-up and the checking pass (hash, encoding, record count) included — timed from spawn to exit. Raw: a child process that reads the same file line by line (split on commas, no validation, no dedup lookups), hashes the addresses and computes the same evidence and event hashes, and writes the same contact and event rows: on SQLite with prepared INSERTs, ${fmtInt(RAW_BATCH)} rows a transaction; on PostgreSQL with COPY … FROM STDIN, ${fmtInt(COPY_BATCH)} rows a COPY and a transaction. Raw writes no states, heads, outbox rows or import records. Before ours, the same command with \`--dry-run\` runs on ours' new store (it must count every row as written and leave no contact nor event there). Peak RSS: the larger of VmHWM and VmRSS of the child, read from /proc every 50 ms.`,
   ];
   for (const s of r.stores) {
     out.push(
-      `${s.store}: ours ${fmtRate(s.ours.rate)} rows in ${fmtSeconds(s.ours.ms)} (${fmtInt(s.ours.contacts)} contacts, ${fmtInt(s.ours.events)} events, ${fmtInt(s.ours.states)} states; ${s.chainsVerified} sampled chains verified), peak RSS ${s.ours.peakRssMb.toFixed(0)} MB; raw ${fmtRate(s.raw.rate)} rows in ${fmtSeconds(s.raw.ms)} (${fmtInt(s.raw.contacts)} contacts, ${fmtInt(s.raw.events)} events), peak RSS ${s.raw.peakRssMb.toFixed(0)} MB; ratio ${(s.ours.rate / s.raw.rate).toFixed(2)}.`,
+      `${s.store}: ours ${fmtRate(s.ours.rate)} rows in ${fmtSeconds(s.ours.ms)} (${fmtInt(s.ours.contacts)} contacts, ${fmtInt(s.ours.events)} events, ${fmtInt(s.ours.states)} states; ${s.chainsVerified} sampled chains verified), peak RSS ${s.ours.peakRssMb.toFixed(0)} MB (its dry run: ${fmtSeconds(s.dryRun.ms)}, peak RSS ${s.dryRun.peakRssMb.toFixed(0)} MB); raw ${fmtRate(s.raw.rate)} rows in ${fmtSeconds(s.raw.ms)} (${fmtInt(s.raw.contacts)} contacts, ${fmtInt(s.raw.events)} events), peak RSS ${s.raw.peakRssMb.toFixed(0)} MB; ratio ${(s.ours.rate / s.raw.rate).toFixed(2)}.`,
     );
   }
   return out;

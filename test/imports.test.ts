@@ -2,7 +2,7 @@
 // exact counts, rejects, dry run, re-run, dates, sources and proof grades; the API and the CLI;
 // duplicates, double opt-in and suppressions; and bad files refused whole — on every store.
 import { once } from 'node:events';
-import { createWriteStream, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createWriteStream, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -750,6 +750,120 @@ describe.each(dialects)('imports on %s', (dialect) => {
         '5,points,"must be a number (got ""douze"")"',
       ]);
       expect(await contactByEmail(t, 'a5@exemple.fr')).toMatchObject({ attributes: { ville: 'Metz', points: 1234.5 } });
+    });
+  });
+
+  describe('a dry run of a file with its own duplicates', () => {
+    /**
+     * 2,509 rows over three batches: 1,200 people, then rows that find them again by email in
+     * another case, by phone written another way, by an address a row gave them in an earlier batch;
+     * that fill an empty field, add or keep a consent, give a phone of another person, or a consent
+     * for another phone; and two people already in the base.
+     */
+    function duplicatesFile(): string {
+      const lines = ['email;phone;Prénom;Ville;consent:newsletter:email;consent:newsletter:email:at;consent:commercial-sms:sms'];
+      const phone = (i: number) => `0620${String(i).padStart(6, '0')}`;
+      const spaced = (i: number) => phone(i).replace(/(\d\d)(?=\d)/g, '$1 ');
+      const international = (i: number) => `+33 ${phone(i).slice(1)}`;
+      const person = (i: number) =>
+        `p${i}@exemple.fr;${i % 2 === 0 ? phone(i) : ''};${i % 3 === 0 ? '' : 'Léa'};;${i % 4 === 0 ? 'oui;2021-01-01' : ';'};`;
+      const onlyPhone = (q: number) => `0630${String(q).padStart(6, '0')}`;
+      for (let i = 0; i < 1_200; i += 1) {
+        lines.push(person(i));
+        // The base's first person gets a phone in the first batch.
+        if (i === 500) lines.push('base1@exemple.fr;06 20 99 99 01;;;;;');
+        // People with only a phone, written in the first batch…
+        if (i % 50 === 25 && i < 900) lines.push(`;${onlyPhone(i)};;;;;`);
+      }
+      for (let i = 0; i < 1_000; i += 1) {
+        const variant = i % 8;
+        if (variant === 0) lines.push(`P${i}@EXEMPLE.FR;;Zoé;;;;`);
+        else if (variant === 1) lines.push(`;${spaced(i)};;Metz;;;`);
+        else if (variant === 2) lines.push(`p${i}@exemple.fr;0621${String(i).padStart(6, '0')};;;;;oui`);
+        else if (variant === 3) lines.push(`p${i}@exemple.fr;${phone(i + 1)};;;;;`);
+        else if (variant === 4) lines.push(`p${i}@Exemple.fr;;;;non;2022-06-01;`);
+        else if (variant === 5) lines.push(`p${i}@exemple.fr;;;;oui;;`);
+        else if (variant === 6) lines.push(`;${spaced(i)};;;;;oui`);
+        else lines.push(person(i));
+        // … given an email in the second (by their phone written another way) …
+        if (i === 100) for (let q = 25; q < 900; q += 50) lines.push(`q${q}@exemple.fr;+33 ${onlyPhone(q).slice(1)};;;;;`);
+      }
+      // People only a new phone found (variant 1): an email, then a consent by it.
+      for (let i = 1; i < 1_000; i += 8) lines.push(`late${i}@exemple.fr;${international(i)};;;;;`);
+      for (let i = 1; i < 1_000; i += 8) lines.push(`LATE${i}@exemple.fr;;;;oui;2023-02-01;`);
+      // … and found by that email in the third.
+      for (let q = 25; q < 900; q += 50) lines.push(`Q${q}@EXEMPLE.FR;;;;oui;2023-02-01;`);
+      lines.push('base1@exemple.fr;;Ana;;;;', ';+33620999901;;;;;oui', 'BASE2@exemple.fr;;;;oui;;', 'base2@exemple.fr;;;;non;2030-01-01;');
+      return fileWith(`${lines.join('\r\n')}\r\n`);
+    }
+
+    const rejectsOf = async (t: TestApp, id: string) => (await t.call('GET', `/v1/imports/${id}/rejects.csv`)).body;
+    const leftovers = (id: string) => readdirSync(tmpdir()).filter((name) => name.startsWith(`assent-dry-run-${id}-`));
+
+    it.each(['update', 'skip'] as const)('counts what the import then does, on-duplicate %s, and writes nothing', async (onDuplicate) => {
+      const t = await buildTestApp(dialect, { now: NOW });
+      try {
+        await setUpCatalogue(t);
+        expect((await t.call('POST', '/v1/contacts', { body: { email: 'base1@exemple.fr' } })).statusCode).toBe(201);
+        const base2 = await t.call('POST', '/v1/contacts', { body: { email: 'base2@exemple.fr', phone: '0620999902' } });
+        await record(t, { contactId: base2.json().id, purpose: 'newsletter', channel: 'email', action: 'grant' });
+        const suppressed = await t.call('POST', '/v1/suppressions', {
+          body: { channel: 'email', email: 'p5@exemple.fr', reason: 'unsubscribed' },
+        });
+        expect(suppressed.statusCode).toBe(201);
+        const file = duplicatesFile();
+
+        const before = await allCounts(t);
+        const dry = await importFile(t, file, { dryRun: true, onDuplicate });
+        expect(dry).toMatchObject({ status: 'completed', dryRun: true });
+        expect(leftovers(dry.id)).toEqual([]);
+        const dryRejects = await rejectsOf(t, dry.id);
+        const rejectLines = dryRejects.trimEnd().split('\r\n').length - 1;
+        expect(await allCounts(t)).toEqual({ ...before, imports: before.imports + 1, import_rejects: before.import_rejects + rejectLines });
+
+        // The same file through the API, as a dry run: the same counts, and still nothing written.
+        const upload = await t.app.inject({
+          method: 'POST',
+          url: `/v1/imports?dryRun=true&onDuplicate=${onDuplicate}`,
+          headers: { authorization: `Bearer ${t.keys.write}`, 'content-type': 'text/csv' },
+          payload: readFileSync(file),
+        });
+        expect(upload.statusCode).toBe(202);
+        const viaApi = await waitFor(t, upload.json().id);
+        expect(counts(viaApi)).toEqual(counts(dry));
+        expect(leftovers(viaApi.id)).toEqual([]);
+
+        const real = await importFile(t, file, { onDuplicate });
+        expect(counts(real)).toEqual(counts(dry));
+        const { events, grades, consentsKept, consentsSuppressed } = real.report ?? {};
+        expect(dry.report).toMatchObject({ events, grades, consentsKept, consentsSuppressed });
+        expect(await rejectsOf(t, real.id)).toBe(dryRejects);
+        expect((await allCounts(t)).contacts).toBe(Number(before.contacts) + real.written);
+
+        // The file does hold what the dry run has to see across batches.
+        expect(real.read).toBe(2_509);
+        expect(real.rejected).toBeGreaterThan(0);
+        expect(real.skipped).toBeGreaterThan(0);
+        if (onDuplicate === 'update') {
+          // 1,200 people, 18 with only a phone, and 125 that only a new phone finds (variant 1).
+          expect(real.written).toBe(1_343);
+          const q = await contactByEmail(t, 'q425@exemple.fr');
+          expect(q).toMatchObject({ phone: '+33630000425' });
+          expect((await statesOf(t, q?.id as string)).find((s) => s.purpose === 'newsletter')).toMatchObject({ status: 'granted' });
+          expect(real.updated).toBeGreaterThan(500);
+          expect(real.report?.consentsKept).toBeGreaterThan(0);
+          expect(real.report?.consentsSuppressed).toBe(1);
+          const late = await contactByEmail(t, 'late9@exemple.fr');
+          expect(late).toMatchObject({ phone: '+33620000009', attributes: { ville: 'Metz' } });
+          expect((await statesOf(t, late?.id as string)).find((s) => s.purpose === 'newsletter')).toMatchObject({ status: 'granted' });
+          // A person of the base: a phone from the first batch, found by it in the last.
+          const base1 = await contactByEmail(t, 'base1@exemple.fr');
+          expect(base1).toMatchObject({ phone: '+33620999901', firstName: 'Ana' });
+          expect((await statesOf(t, base1?.id as string)).find((s) => s.purpose === 'commercial-sms')).toMatchObject({ status: 'granted' });
+        }
+      } finally {
+        await t.close();
+      }
     });
   });
 

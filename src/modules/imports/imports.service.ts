@@ -22,6 +22,7 @@ import { type ContactsTable, newContactRow, updateContactRow } from '../contacts
 import { listPurposes } from '../purposes/index.ts';
 import { emitWebhookEvent, emitWebhookEvents, type WebhookEvent } from '../webhooks/index.ts';
 import { type Mapping, mapColumns } from './imports.columns.ts';
+import { DryRunMemory } from './imports.dry-run.ts';
 import {
   claimImport,
   findCompletedImportOfFile,
@@ -313,6 +314,8 @@ interface ToRecord {
 }
 
 interface BatchOutcome {
+  /** Dry run: the contacts this batch found in the run's memory, with what was remembered of them. */
+  recalled: Map<Known, string>;
   written: number;
   updated: number;
   skipped: number;
@@ -341,14 +344,35 @@ function isUniqueViolation(error: unknown): boolean {
   return e.code === '23505' || e.code === 'SQLITE_CONSTRAINT_UNIQUE' || /UNIQUE constraint/.test(e.message ?? '');
 }
 
+/** The keys a dry run remembers a contact by: its email and its phone. */
+const memoryKeys = (row: { email: string | null; phone: string | null }): string[] => [
+  ...(row.email ? [`e:${row.email}`] : []),
+  ...(row.phone ? [`p:${row.phone}`] : []),
+];
+
+/**
+ * A contact as a dry run remembers it between batches: what later rows of the file read of it
+ * (its row, states, whether it is new or changed). The parsed attributes are read again from the
+ * row, and the changed field names only serve announcements, which a dry run does not make.
+ */
+const rememberedForm = (k: Known): string => JSON.stringify({ row: k.row, states: [...k.states], isNew: k.isNew, patch: k.patch });
+
+function recalledKnown(data: string): Known {
+  const r = JSON.parse(data) as { row: ContactsTable; states: Array<[string, { since: string }]>; isNew: boolean; patch: Known['patch'] };
+  return { row: r.row, attributes: null, states: new Map(r.states), isNew: r.isNew, patch: r.patch, changed: new Set() };
+}
+
 /** When an imported consent happened: its collection date, else its double opt-in, else now (a bare flag). */
 const occurredAt = (c: ImportedConsent, now: string) => c.at ?? c.doiAt ?? now;
 
 class ImportRun {
   readonly totals = { read: 0, written: 0, updated: 0, rejected: 0, skipped: 0, consents: 0 };
   readonly report: ImportReport;
-  /** Dry run only: contacts earlier batches would have written or changed, by `e:<email>` / `p:<phone>`. */
-  readonly #virtual = new Map<string, Known>();
+  /**
+   * Dry run only: contacts earlier batches would have written or changed, by `e:<email>` /
+   * `p:<phone>` (opened by the first batch that has some to remember).
+   */
+  #memory: DryRunMemory | null = null;
   #seq = 0;
 
   constructor(
@@ -378,6 +402,11 @@ class ImportRun {
 
   get dryRun(): boolean {
     return this.plan.options.dryRun;
+  }
+
+  /** Ends the run's scratch memory (a dry run's): called once no batch is running. */
+  close(): void {
+    this.#memory?.close();
   }
 
   /** Reads one batch's rows and writes them (or, in a dry run, only what would be). */
@@ -435,10 +464,7 @@ class ImportRun {
       const { outcome, events } = await attempt(this.ctx.db.kysely);
       const n = await this.ctx.db.kysely.transaction().execute((trx) => finish(trx, outcome, events));
       done = { outcome, events, rejects: n };
-      for (const known of [...outcome.created, ...outcome.patched, ...outcome.consents.map((c) => c.known)]) {
-        if (known.row.email) this.#virtual.set(`e:${known.row.email}`, known);
-        if (known.row.phone) this.#virtual.set(`p:${known.row.phone}`, known);
-      }
+      this.#remember(outcome);
     } else {
       for (let tries = 0; !done; tries += 1) {
         try {
@@ -499,28 +525,63 @@ class ImportRun {
     return c.action === 'granted' && c.doiAt !== null && c.purpose.doubleOptIn && c.channel.kind === 'email';
   }
 
+  /** Dry run: what the earlier batches left of the contacts under these keys, one object per contact. */
+  #recall(keys: string[], recalled: Map<Known, string>, byId: Map<string, Known>): Map<string, Known> {
+    const out = new Map<string, Known>();
+    if (!this.#memory) return out;
+    for (const [key, hit] of this.#memory.find(keys)) {
+      let known = byId.get(hit.id);
+      if (!known) {
+        known = recalledKnown(hit.data);
+        byId.set(hit.id, known);
+        recalled.set(known, hit.data);
+      }
+      out.set(key, known);
+    }
+    return out;
+  }
+
+  /** Dry run: remembers the contacts this batch would have written or changed. */
+  #remember(o: BatchOutcome): void {
+    const changed = new Map<Known, string>();
+    for (const known of [...o.created, ...o.patched, ...o.consents.map((c) => c.known), ...o.recalled.keys()]) {
+      if (changed.has(known)) continue;
+      const data = rememberedForm(known);
+      // A contact recalled but left as it was needs no writing back.
+      if (data !== o.recalled.get(known)) changed.set(known, data);
+    }
+    if (changed.size === 0) return;
+    this.#memory ??= new DryRunMemory(this.id);
+    this.#memory.remember([...changed].map(([k, data]) => ({ id: k.row.id, keys: memoryKeys(k.row), data })));
+  }
+
   async #lookup(db: Executor, rows: ImportRow[]) {
     const byEmail = new Map<string, Known>();
     const byPhone = new Map<string, Known>();
     const emails = new Set<string>();
     const phones = new Set<string>();
+    const recalled = new Map<Known, string>();
+    const recalledById = new Map<string, Known>();
+    const remembered = this.#recall(rows.flatMap(memoryKeys), recalled, recalledById);
     for (const r of rows) {
       if (r.email) {
-        const v = this.#virtual.get(`e:${r.email}`);
+        const v = remembered.get(`e:${r.email}`);
         if (v) byEmail.set(r.email, v);
         else emails.add(r.email);
       }
       if (r.phone) {
-        const v = this.#virtual.get(`p:${r.phone}`);
+        const v = remembered.get(`p:${r.phone}`);
         if (v) byPhone.set(r.phone, v);
         else phones.add(r.phone);
       }
     }
     const found = new Map<string, Known>();
-    for (const row of await findContactsByAddresses(db, this.ctx.db.dialect, [...emails], [...phones])) {
+    const stored = await findContactsByAddresses(db, this.ctx.db.dialect, [...emails], [...phones]);
+    const alsoRemembered = this.#recall(stored.flatMap(memoryKeys), recalled, recalledById);
+    for (const row of stored) {
       if (found.has(row.id)) continue;
       // A contact an earlier dry-run batch already changed is that one.
-      const v = (row.email && this.#virtual.get(`e:${row.email}`)) || (row.phone && this.#virtual.get(`p:${row.phone}`)) || undefined;
+      const v = (row.email && alsoRemembered.get(`e:${row.email}`)) || (row.phone && alsoRemembered.get(`p:${row.phone}`)) || undefined;
       found.set(row.id, v ?? { row, attributes: null, states: new Map(), isNew: false, patch: null, changed: new Set() });
     }
     const fresh = [...found.values()].filter((k) => !k.isNew && k.patch === null && k.states.size === 0);
@@ -547,14 +608,15 @@ class ImportRun {
     const suppressed = new Set(
       (await findSuppressedHashes(db, this.ctx.db.dialect, channels, [...hashes])).map((s) => `${s.channel_key}\u0000${s.address_hash}`),
     );
-    return { byEmail, byPhone, suppressed };
+    return { byEmail, byPhone, suppressed, recalled };
   }
 
   /** Decides, row by row in file order, what each row does to the base. Reads only. */
   async #merge(db: Executor, rows: ImportRow[], now: string): Promise<BatchOutcome> {
-    const { byEmail, byPhone, suppressed } = await this.#lookup(db, rows);
+    const { byEmail, byPhone, suppressed, recalled } = await this.#lookup(db, rows);
     const { mapping, options } = this.plan;
     const o: BatchOutcome = {
+      recalled,
       written: 0,
       updated: 0,
       skipped: 0,
@@ -914,6 +976,9 @@ async function runImportWork(
       owner: null,
     });
     throw error;
+  } finally {
+    // No batch is running any more (a failure waited for the last one).
+    run.close();
   }
   return getImport(ctx, id);
 }
