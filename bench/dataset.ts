@@ -223,8 +223,11 @@ async function build(file: string, contacts: number): Promise<number> {
 function verifySample(file: string, secret: string, sample: number): void {
   const db = new SqliteDatabase(file, { readonly: true });
   try {
-    const max = (db.prepare('select max(rowid) as m from chain_heads').get() as { m: number }).m;
-    const headAt = db.prepare('select * from chain_heads where rowid = ?');
+    // chain_heads has no rowid (a WITHOUT ROWID table): spread the sample over contacts by theirs.
+    const max = (db.prepare('select max(rowid) as m from contacts').get() as { m: number }).m;
+    const headAt = db.prepare(
+      'select h.* from contacts c join chain_heads h on h.contact_id = c.id where c.rowid >= ? order by c.rowid limit 1',
+    );
     const eventsOf = db.prepare('select * from consent_events where contact_id = ? order by seq');
     for (let k = 0; k < sample; k += 1) {
       const rowid = 1 + Math.floor((k / sample) * max);

@@ -15,6 +15,7 @@ async function shapeOf(dialect: (typeof dialects)[number]) {
       '20261123090000_campaigns',
       '20261123150000_data_exchange',
       '20261124110000_import_recovery',
+      '20261124120000_ledger_append',
     ]);
     expect(await migrateToLatest(db.kysely)).toEqual([]);
     const tables = await db.kysely.introspection.getTables();

@@ -5,6 +5,7 @@ import * as collection from './20261122180000_collection.ts';
 import * as campaigns from './20261123090000_campaigns.ts';
 import * as dataExchange from './20261123150000_data_exchange.ts';
 import * as importRecovery from './20261124110000_import_recovery.ts';
+import * as ledgerAppend from './20261124120000_ledger_append.ts';
 
 const migrations: Record<string, Migration> = {
   '20261122120000_consent_core': consentCore,
@@ -12,6 +13,7 @@ const migrations: Record<string, Migration> = {
   '20261123090000_campaigns': campaigns,
   '20261123150000_data_exchange': dataExchange,
   '20261124110000_import_recovery': importRecovery,
+  '20261124120000_ledger_append': ledgerAppend,
 };
 
 export async function migrateToLatest(db: Kysely<any>): Promise<string[]> {

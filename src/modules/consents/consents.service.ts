@@ -6,21 +6,21 @@ import { iso, parseInstant } from '../../platform/clock.ts';
 import type { AppContext, RequestContext } from '../../platform/context.ts';
 import { canonicalJson, sha256Hex } from '../../platform/crypto.ts';
 import { DomainError, type FieldError } from '../../platform/errors.ts';
-import { type Channel, listChannels, requireChannel } from '../channels/index.ts';
-import { type ContactsTable, contactForEmail, findContactRows, getContactRow, touchInteractionRows } from '../contacts/index.ts';
-import { findPurposeVersions, listPurposes, type Purpose, type PurposeVersion, requirePurpose, wordingText } from '../purposes/index.ts';
+import { type Channel, listChannels } from '../channels/index.ts';
+import { contactForEmail, getContactRow, touchInteractionRows } from '../contacts/index.ts';
+import { findPurposeVersions, listPurposes, type Purpose, type PurposeVersion, wordingText } from '../purposes/index.ts';
 import { liftSuppressions } from '../suppressions/index.ts';
 import { type ChainBreak, type Evidence, eventHash, evidenceHash, verifyChain } from './consents.ledger.ts';
 import {
   findEventsByIdempotencyKeys,
   findHead,
-  findStatesOfContacts,
-  insertEventRows,
+  findLedgerContacts,
+  findStatesOf,
+  type LedgerContact,
   listEventsOfContact,
   listStatesOfContact,
   lockChainHeads,
-  upsertHeadRows,
-  upsertStateRows,
+  writeLedgerRows,
 } from './consents.repository.ts';
 import {
   type Action,
@@ -102,7 +102,10 @@ export interface RecordOptions {
 
 const FUTURE_SKEW_MS = 5 * 60_000;
 
-export function toEvent(row: ConsentEventsTable): ConsentEvent {
+export const toEvent = (row: ConsentEventsTable): ConsentEvent => eventOf(row, JSON.parse(row.evidence));
+
+/** The API's event from a stored row and its evidence, parsed. */
+function eventOf(row: ConsentEventsTable, evidence: Evidence): ConsentEvent {
   return {
     id: row.id,
     contactId: row.contact_id,
@@ -114,7 +117,7 @@ export function toEvent(row: ConsentEventsTable): ConsentEvent {
     status: row.status,
     legalBasis: row.legal_basis,
     source: { type: row.source_type, ref: row.source_ref },
-    evidence: JSON.parse(row.evidence),
+    evidence,
     expiresAt: row.expires_at,
     occurredAt: row.occurred_at,
     recordedAt: row.recorded_at,
@@ -133,6 +136,15 @@ const toState = (row: ConsentStatesTable): State => ({
   lastEventId: row.last_event_id,
 });
 
+/** Whether JSON.parse(JSON.stringify(o)) gives back o's keys and values: strings, booleans, null, finite numbers. */
+function scalarsOnly(o: Record<string, unknown>): boolean {
+  for (const key in o) {
+    const v = o[key];
+    if (v !== null && typeof v !== 'string' && typeof v !== 'boolean' && !(typeof v === 'number' && Number.isFinite(v))) return false;
+  }
+  return true;
+}
+
 const stateKey = (contactId: string, purpose: string, channel: string) => `${contactId}\u0000${purpose}\u0000${channel}`;
 
 interface Prepared {
@@ -145,14 +157,26 @@ interface Prepared {
   requestHash: string | null;
 }
 
-async function prepare(ctx: AppContext, input: ConsentInput, path: string, internal: boolean): Promise<Prepared> {
+/** Purposes and channels by key, read once for a whole request (both are cached). */
+interface Catalogue {
+  purposes: Map<string, Purpose>;
+  channels: Map<string, Channel>;
+}
+
+async function catalogue(ctx: AppContext): Promise<Catalogue> {
+  return {
+    purposes: new Map((await listPurposes(ctx)).map((p) => [p.key, p])),
+    channels: new Map((await listChannels(ctx)).map((c) => [c.key, c])),
+  };
+}
+
+const knownActions: ReadonlySet<string> = new Set<string>(Object.values(actionsByVerb));
+const internalActions: ReadonlySet<string> = new Set<string>([...knownActions, 'expired', 'requested']);
+
+function prepare(ctx: AppContext, known: Catalogue, input: ConsentInput, path: string, internal: boolean): Prepared {
   const errors: FieldError[] = [];
   const action: Action | undefined = input.action in actionsByVerb ? actionsByVerb[input.action as Verb] : (input.action as Action);
-  const allowed = new Set<string>(Object.values(actionsByVerb));
-  if (internal) {
-    allowed.add('expired');
-    allowed.add('requested');
-  }
+  const allowed = internal ? internalActions : knownActions;
   if (!action || !allowed.has(action)) errors.push({ path: `${path}/action`, message: `unknown action "${input.action}"` });
   if (input.source?.type === 'system' && !internal) {
     errors.push({ path: `${path}/source/type`, message: '"system" is reserved to Assent itself' });
@@ -175,18 +199,14 @@ async function prepare(ctx: AppContext, input: ConsentInput, path: string, inter
   }
   if (errors.length > 0) throw new DomainError('validation_failed', errors.map((e) => `${e.path} ${e.message}`).join('; '), errors);
 
-  let purpose: Purpose;
-  let channel: Channel;
-  try {
-    purpose = await requirePurpose(ctx, input.purpose);
-  } catch {
+  const purpose = known.purposes.get(input.purpose);
+  if (!purpose) {
     throw new DomainError('unknown_purpose', `There is no purpose "${input.purpose}"`, [
       { path: `${path}/purpose`, message: 'unknown purpose' },
     ]);
   }
-  try {
-    channel = await requireChannel(ctx, input.channel);
-  } catch {
+  const channel = known.channels.get(input.channel);
+  if (!channel) {
     throw new DomainError('unknown_channel', `There is no channel "${input.channel}"`, [
       { path: `${path}/channel`, message: 'unknown channel' },
     ]);
@@ -196,16 +216,12 @@ async function prepare(ctx: AppContext, input: ConsentInput, path: string, inter
       { path: `${path}/channel`, message: `not one of ${purpose.channels.join(', ')}` },
     ]);
   }
-  const { idempotencyKey, ...body } = input;
-  return {
-    input,
-    path,
-    action: action as Action,
-    purpose,
-    channel,
-    occurredAt,
-    requestHash: idempotencyKey ? sha256Hex(canonicalJson({ ...body, action })) : null,
-  };
+  let requestHash: string | null = null;
+  if (input.idempotencyKey) {
+    const { idempotencyKey: _key, ...body } = input;
+    requestHash = sha256Hex(canonicalJson({ ...body, action }));
+  }
+  return { input, path, action: action as Action, purpose, channel, occurredAt, requestHash };
 }
 
 /**
@@ -218,9 +234,10 @@ export async function recordConsents(
   inputs: ConsentInput[],
   options: RecordOptions = {},
 ): Promise<Array<{ event: ConsentEvent; created: boolean }>> {
+  const known = await catalogue(ctx);
   const prepared: Prepared[] = [];
   for (const [i, input] of inputs.entries()) {
-    prepared.push(await prepare(ctx, input, options.paths?.[i] ?? '', options.internal ?? false));
+    prepared.push(prepare(ctx, known, input, options.paths?.[i] ?? '', options.internal ?? false));
   }
   const keys = prepared.flatMap((p) => (p.input.idempotencyKey ? [p.input.idempotencyKey] : []));
   if (new Set(keys).size !== keys.length) {
@@ -304,11 +321,12 @@ async function appendEvents(
   const recordedAt = iso(now);
 
   // Resolve contacts: by id (must exist and not be erased), or by email (created when new).
-  const ids = [...new Set(todo.flatMap(({ p }) => (p.input.contactId ? [p.input.contactId] : [])))];
-  const contacts = new Map<string, ContactsTable>((await findContactRows(trx, ids)).map((r) => [r.id, r]));
-  const contactOf: ContactsTable[] = [];
+  const dialect = ctx.db.dialect;
+  const ids = [...new Set(todo.flatMap(({ p }) => (p.input.contactId ? [p.input.contactId] : [])))].sort();
+  const contacts = new Map<string, LedgerContact>((await findLedgerContacts(trx, dialect, ids)).map((r) => [r.id, r]));
+  const contactOf: LedgerContact[] = [];
   for (const { p } of todo) {
-    let contact: ContactsTable | undefined;
+    let contact: LedgerContact | undefined;
     if (p.input.contactId) {
       contact = contacts.get(p.input.contactId);
       if (!contact)
@@ -324,9 +342,9 @@ async function appendEvents(
   }
 
   const contactIds = [...new Set(contactOf.map((c) => c.id))].sort();
-  const heads = new Map((await lockChainHeads(trx, contactIds, ctx.db.dialect)).map((h) => [h.contact_id, h]));
+  const heads = new Map((await lockChainHeads(trx, contactIds, dialect)).map((h) => [h.contact_id, h]));
   const states = new Map<string, State>(
-    (await findStatesOfContacts(trx, contactIds)).map((s) => [stateKey(s.contact_id, s.purpose_key, s.channel_key), toState(s)]),
+    (await findStatesOf(trx, dialect, contactIds)).map((s) => [stateKey(s.contact_id, s.purpose_key, s.channel_key), toState(s)]),
   );
 
   const eventRows: ConsentEventsTable[] = [];
@@ -335,7 +353,7 @@ async function appendEvents(
   const lifts: Array<{ channel: string; hash: string }> = [];
 
   for (const [n, { index, p }] of todo.entries()) {
-    const contact = contactOf[n] as ContactsTable;
+    const contact = contactOf[n] as LedgerContact;
     const key = stateKey(contact.id, p.purpose.key, p.channel.key);
     const prev = states.get(key);
     const sourceType = p.input.source?.type ?? 'api';
@@ -431,15 +449,16 @@ async function appendEvents(
       const hash = kind === 'email' ? contact.email_hash : kind === 'phone' ? contact.phone_hash : null;
       if (hash) lifts.push({ channel: p.channel.key, hash });
     }
-    results[index] = { event: toEvent(row), created: true };
+    // Evidence of JSON scalars only is its own parse (same keys, order and values): no need to run it.
+    results[index] = { event: scalarsOnly(evidence) ? eventOf(row, evidence) : toEvent(row), created: true };
   }
 
-  await insertEventRows(trx, eventRows);
-  await upsertStateRows(trx, [...changedStates.values()]);
-  await upsertHeadRows(
-    trx,
-    contactIds.map((id) => heads.get(id) as { contact_id: string; seq: number; hash: string }),
-  );
+  await writeLedgerRows(trx, dialect, {
+    events: eventRows,
+    states: [...changedStates.values()],
+    // Only the heads that moved (with onlyChanges a contact may get no event).
+    heads: [...new Set(eventRows.map((e) => e.contact_id))].map((id) => heads.get(id) as { contact_id: string; seq: number; hash: string }),
+  });
   const byTime = new Map<string, string[]>();
   for (const [id, at] of interactions) byTime.set(at, [...(byTime.get(at) ?? []), id]);
   for (const [at, idsAt] of byTime) await touchInteractionRows(trx, idsAt, at);
