@@ -99,11 +99,10 @@ export async function dispatchDeliveries(ctx: AppContext, options: { max?: numbe
   const campaigns = new Map<string, Campaign>();
   const rate = ctx.config.deliveries.ratePerSecond;
   const max = options.max ?? Number.POSITIVE_INFINITY;
-  const started = Date.now();
   const parallel = Math.max(1, ctx.config.mail.smtpPoolSize * 2);
   const queue: Delivery[] = [];
   let claimed = 0;
-  let handled = 0;
+  let nextSlot = Date.now();
   let exhausted = false;
   let failure: unknown;
   let claiming: Promise<void> | undefined;
@@ -147,11 +146,14 @@ export async function dispatchDeliveries(ctx: AppContext, options: { max?: numbe
       }
       if (!delivery) return;
       if (rate > 0) {
-        // Paced: the n-th send of this run waits for its slot. The slot is taken before the
-        // wait, so lanes waiting at once each get their own, not the same one.
-        const wait = started + (handled++ * 1000) / rate - Date.now();
-        if (wait > 0) await new Promise((r) => setTimeout(r, wait));
-      } else handled += 1;
+        // Paced: each send takes the next free slot, 1/rate apart, before it waits (lanes waiting
+        // at once each get their own). A slot is never in the past: after a stall the sends go on
+        // at the rate instead of catching up in a burst.
+        const now = Date.now();
+        const slot = Math.max(nextSlot, now);
+        nextSlot = slot + 1000 / rate;
+        if (slot > now) await new Promise((r) => setTimeout(r, slot - now));
+      }
       await sendDelivery(ctx, campaigns.get(delivery.campaign_key) as Campaign, delivery, result);
     }
   };
