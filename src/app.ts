@@ -4,9 +4,9 @@ import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import Fastify, { type FastifyBaseLogger, type FastifyError, LogController } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyRequest, LogController, type onRequestHookHandler } from 'fastify';
 import { Type } from 'typebox';
-import { authenticate, scopeAllows } from './modules/auth/index.ts';
+import { authenticate, type Principal, scopeAllows } from './modules/auth/index.ts';
 import { campaignRoutes } from './modules/campaigns/index.ts';
 import { channelRoutes } from './modules/channels/index.ts';
 import { collectionRoutes, messageRoutes } from './modules/collection/index.ts';
@@ -24,9 +24,9 @@ import { suppressionRoutes } from './modules/suppressions/index.ts';
 import { webhookRoutes } from './modules/webhooks/index.ts';
 import { chooseLang } from './pages/i18n.ts';
 import { sendMessagePage } from './pages/render.ts';
-import type { AppContext } from './platform/context.ts';
+import type { Actor, AppContext, RequestContext } from './platform/context.ts';
 import { DomainError, type FieldError, type ProblemCode, toProblem } from './platform/errors.ts';
-import { type App, ProblemSchema } from './platform/http.ts';
+import { type App, ProblemSchema, type Scope } from './platform/http.ts';
 import { LazyChildLogger } from './platform/logger.ts';
 
 const PROBLEM = 'application/problem+json; charset=utf-8';
@@ -43,16 +43,52 @@ function fieldErrors(error: FastifyError): FieldError[] {
   });
 }
 
+/** Whether a string anywhere in the value (keys included) holds U+0000: no allocation when none does. */
+function holdsNul(value: unknown): boolean {
+  if (typeof value === 'string') return value.includes('\u0000');
+  if (value === null || typeof value !== 'object') return false;
+  for (const key of Object.keys(value)) {
+    if (key.includes('\u0000') || holdsNul((value as Record<string, unknown>)[key])) return true;
+  }
+  return false;
+}
+
 /** The first string holding U+0000, as a path: PostgreSQL text cannot store it (SQLite can). */
 function nulPath(value: unknown, path: string): string | undefined {
-  if (typeof value === 'string') return value.includes('\u0000') ? path : undefined;
-  if (value === null || typeof value !== 'object') return undefined;
-  for (const [key, item] of Object.entries(value)) {
+  if (!holdsNul(value)) return undefined;
+  if (typeof value === 'string') return path;
+  for (const [key, item] of Object.entries(value as object)) {
     const found = key.includes('\u0000') ? `${path}/${key}` : nulPath(item, `${path}/${key}`);
     if (found) return found;
   }
   return undefined;
 }
+
+const presentedKey = (request: FastifyRequest): string | undefined => {
+  const header = request.headers.authorization;
+  return header?.startsWith('Bearer ') ? header.slice(7).trim() : (request.headers['x-api-key'] as string | undefined);
+};
+
+/** Who acts, from where: the IP and user agent as the request gives them. */
+function requestContextOf(request: FastifyRequest, actor: Actor): RequestContext {
+  const context: RequestContext = { actor };
+  const ip = request.ip;
+  if (ip) context.ip = ip;
+  const userAgent = request.headers['user-agent'];
+  if (userAgent) context.userAgent = userAgent;
+  return context;
+}
+
+/** The key's scope against the route's: the request's context when it may go on, the refusal otherwise. */
+function admit(request: FastifyRequest, principal: Principal, needs: Scope): DomainError | undefined {
+  if (!scopeAllows(principal.scope, needs)) {
+    return new DomainError('forbidden', `This route needs a key with scope "${needs}" (this key has "${principal.scope}")`);
+  }
+  request.requestContext = requestContextOf(request, { type: 'api_key', id: principal.id, name: principal.name });
+  return undefined;
+}
+
+const CONTEXT_FIELD = 'assentRequestContext';
 
 function asDomainError(error: FastifyError): DomainError {
   if (error instanceof DomainError) return error;
@@ -112,49 +148,60 @@ export async function buildApp(ctx: AppContext): Promise<App> {
   });
   await app.register(swaggerUi, { routePrefix: '/docs' });
 
-  app.decorateRequest('requestContext', null as never);
-  app.addHook('onRequest', async (request) => {
-    request.requestContext = {
-      actor: { type: 'person' },
-      ...(request.ip ? { ip: request.ip } : {}),
-      ...(request.headers['user-agent'] ? { userAgent: request.headers['user-agent'] } : {}),
+  // The request context is made on first use: most requests to an authenticated route get theirs
+  // from the key check, and public pages that never read it pay nothing.
+  app.decorateRequest(CONTEXT_FIELD, null);
+  app.decorateRequest('requestContext', {
+    getter(this: FastifyRequest) {
+      const self = this as FastifyRequest & { [CONTEXT_FIELD]: RequestContext | null };
+      self[CONTEXT_FIELD] ??= requestContextOf(this, { type: 'person' });
+      return self[CONTEXT_FIELD];
+    },
+    setter(this: FastifyRequest, value: RequestContext) {
+      (this as FastifyRequest & { [CONTEXT_FIELD]: RequestContext | null })[CONTEXT_FIELD] = value;
+    },
+  } as never);
+
+  // Each route that declares a scope gets the key check as its first onRequest hook (routes
+  // without one are public). A plain callback, answered synchronously while the key is cached.
+  const keyCheck =
+    (needs: Scope): onRequestHookHandler =>
+    (request, _reply, done) => {
+      let principal: ReturnType<typeof authenticate>;
+      try {
+        principal = authenticate(ctx, presentedKey(request));
+      } catch (error) {
+        done(error as FastifyError);
+        return;
+      }
+      if (principal instanceof Promise) principal.then((found) => done(admit(request, found, needs)), done);
+      else done(admit(request, principal, needs));
     };
-    const needs = request.routeOptions.config?.scope;
+  app.addHook('onRoute', (route) => {
+    const needs = route.config?.scope;
     if (!needs) return;
-    const header = request.headers.authorization;
-    const presented = header?.startsWith('Bearer ') ? header.slice(7).trim() : (request.headers['x-api-key'] as string | undefined);
-    const principal = await authenticate(ctx, presented);
-    if (!scopeAllows(principal.scope, needs)) {
-      throw new DomainError('forbidden', `This route needs a key with scope "${needs}" (this key has "${principal.scope}")`);
-    }
-    request.requestContext.actor = { type: 'api_key', id: principal.id, name: principal.name };
+    const own = route.onRequest;
+    // A new array: the HEAD twin of a GET route starts from a copy of the same options.
+    route.onRequest = [keyCheck(needs), ...(own === undefined ? [] : Array.isArray(own) ? own : [own])] as never;
   });
 
   // Refused on both stores alike, before PostgreSQL would turn it into a 500. Hooks on every
   // request are plain callbacks: no promise per request on the hot path.
   app.addHook('preValidation', (request, _reply, done) => {
-    for (const [part, value] of [
-      ['body', request.body],
-      ['querystring', request.query],
-      ['params', request.params],
-    ] as const) {
-      const path = nulPath(value, `/${part}`);
-      if (path) {
-        done(
-          new DomainError('validation_failed', `${path} holds a NUL character`, [
-            { path, message: 'must not hold a NUL character (U+0000)' },
-          ]),
-        );
-        return;
-      }
+    const path = nulPath(request.body, '/body') ?? nulPath(request.query, '/querystring') ?? nulPath(request.params, '/params');
+    if (path === undefined) {
+      done();
+      return;
     }
-    done();
+    done(
+      new DomainError('validation_failed', `${path} holds a NUL character`, [{ path, message: 'must not hold a NUL character (U+0000)' }]),
+    );
   });
 
   // Access log: route pattern and status only, never the raw URL (it may carry an email) nor the IP.
-  const accessLog = ctx.logger.isLevelEnabled('info');
-  app.addHook('onResponse', (request, reply, done) => {
-    if (accessLog) {
+  // Not hooked at all when info is off (the level is set at boot).
+  if (ctx.logger.isLevelEnabled('info')) {
+    app.addHook('onResponse', (request, reply, done) => {
       request.log.info(
         {
           method: request.method,
@@ -164,9 +211,9 @@ export async function buildApp(ctx: AppContext): Promise<App> {
         },
         'request',
       );
-    }
-    done();
-  });
+      done();
+    });
+  }
 
   app.setErrorHandler(async (error: FastifyError, request, reply) => {
     const domain = asDomainError(error);

@@ -120,6 +120,25 @@ describe.each(dialects)('API keys on %s', (dialect) => {
       expect(res.body).not.toContain('Camille');
     });
 
+    it('refuses a wrong secret for a key it has just accepted (cached), and still accepts the right one', async () => {
+      const url = `/v1/decisions?contactId=${contactId}&purpose=commercial-email&channel=email`;
+      const wrong = `${t.keys.read.slice(0, -4)}${t.keys.read.endsWith('AAAA') ? 'BBBB' : 'AAAA'}`;
+      for (let round = 0; round < 3; round += 1) {
+        expect((await t.call('GET', url, { key: t.keys.read })).statusCode).toBe(200);
+        expectProblem(await t.call('GET', url, { key: wrong }), 401, 'unauthorized');
+        expectProblem(await t.call('GET', url, { key: `${t.keys.read}x` }), 401, 'unauthorized');
+      }
+      expect((await t.call('GET', url, { key: t.keys.read })).statusCode).toBe(200);
+    });
+
+    it('checks the key on the HEAD twin of a GET route as on the GET', async () => {
+      const url = `/v1/decisions?contactId=${contactId}&purpose=commercial-email&channel=email`;
+      expect((await t.call('HEAD', url, { key: null })).statusCode).toBe(401);
+      expect((await t.call('HEAD', url, { key: 'not-a-key' })).statusCode).toBe(401);
+      expect((await t.call('HEAD', url, { key: t.keys.read })).statusCode).toBe(200);
+      expect((await t.call('HEAD', '/v1/contacts', { key: t.keys.read })).statusCode).toBe(200);
+    });
+
     it('accepts the same key well-formed, by Bearer and by X-Api-Key', async () => {
       expect((await t.call('GET', `/v1/contacts/${contactId}`, { key: t.keys.read })).statusCode).toBe(200);
       expect((await t.call('GET', `/v1/contacts/${contactId}`, { key: null, headers: { 'x-api-key': t.keys.read } })).statusCode).toBe(200);
@@ -198,6 +217,16 @@ describe.each(dialects)('API keys on %s', (dialect) => {
       expect(purpose.version).toBe(1);
       const channels = (await t.call('GET', '/v1/channels', { key: t.keys.read })).json();
       expect(channels.items.find((c: { key: string }) => c.key === 'email').names.fr).toBe('Email');
+    });
+
+    it('records the key that made a request as its actor: the default source ref of a consent', async () => {
+      const contact = (await t.call('POST', '/v1/contacts', { key: t.keys.write, body: buildContact() })).json();
+      const consent = await t.call('POST', '/v1/consents', {
+        key: t.keys.write,
+        body: { contactId: contact.id, purpose: 'commercial-email', channel: 'email', action: 'grant' },
+      });
+      expect(consent.statusCode).toBe(201);
+      expect(consent.json().source).toEqual({ type: 'api', ref: 'test-write' });
     });
 
     it('lets a write key write contacts and consents', async () => {

@@ -59,6 +59,12 @@ export async function cached<T>(ctx: AppContext, key: string, load: () => Promis
   return value;
 }
 
+/** The value cached() would answer at once, if it is there and fresh; undefined otherwise. No promise. */
+export function peekCached<T>(ctx: AppContext, key: string): T | undefined {
+  const hit = ctx.cache.get(key);
+  return hit && Date.now() - hit.at < CACHE_TTL_MS ? (hit.value as T) : undefined;
+}
+
 export function invalidate(ctx: AppContext, prefix: string): void {
   for (const key of ctx.cache.keys()) if (key.startsWith(prefix)) ctx.cache.delete(key);
 }

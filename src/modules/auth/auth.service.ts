@@ -1,9 +1,10 @@
 // API keys: shown once, stored as SHA-256 (they are 256-bit random, so a fast hash is enough),
 // checked in constant time, with three nested scopes.
+import { hash, timingSafeEqual } from 'node:crypto';
 import type { CompiledQuery } from 'kysely';
 import { iso } from '../../platform/clock.ts';
 import { type AppContext, invalidate } from '../../platform/context.ts';
-import { randomToken, safeEqual, sha256Hex } from '../../platform/crypto.ts';
+import { randomToken, sha256Hex } from '../../platform/crypto.ts';
 import { DomainError } from '../../platform/errors.ts';
 import type { Scope } from '../../platform/http.ts';
 import { findKeyRowByName, insertKeyRow, listKeyRows, revokeKeyRow, touchKeyRow } from './auth.repository.ts';
@@ -14,6 +15,7 @@ const rank: Record<Scope, number> = { read: 0, write: 1, admin: 2 };
 export const scopeAllows = (has: Scope, needs: Scope) => rank[has] >= rank[needs];
 
 const KEY_FORMAT = /^ak_([0-9A-HJKMNP-TV-Z]{26})_([A-Za-z0-9_-]{43})$/;
+const KEY_LENGTH = 73;
 
 export interface ApiKeyInfo {
   name: string;
@@ -72,6 +74,36 @@ export async function revokeKey(ctx: AppContext, name: string): Promise<ApiKeyIn
 }
 
 const TOUCH_EVERY_MS = 60_000;
+/** How long a key's row is trusted without reading it again: a revocation elsewhere takes effect within this. */
+export const KEY_CACHE_MS = 2_000;
+/** Past this many cached keys (well-formed ids are cheap to invent), the cache starts over. */
+const KEY_CACHE_LIMIT = 10_000;
+/** The key cache, one entry of ctx.cache under the prefix revokeKey() invalidates. */
+const KEY_CACHE = 'apikey:rows';
+
+interface CachedKey {
+  /** When the row was read (Date.now()). */
+  at: number;
+  principal: Principal | undefined;
+  /** SHA-256 of the key as stored, decoded once. */
+  hash: Buffer | undefined;
+  /**
+   * The key as last presented and found to match `hash`, kept as long as this entry (two
+   * seconds at most): the same key presented again is compared with it in constant time
+   * instead of being hashed on every request.
+   */
+  verified: string | undefined;
+  touchedAt: number;
+}
+
+function keyCache(ctx: AppContext): Map<string, CachedKey> {
+  const hit = ctx.cache.get(KEY_CACHE);
+  if (hit) return hit.value as Map<string, CachedKey>;
+  const keys = new Map<string, CachedKey>();
+  // The map itself never goes stale (each entry carries its own age); revokeKey() drops it.
+  ctx.cache.set(KEY_CACHE, { at: Number.MAX_SAFE_INTEGER / 2, value: keys });
+  return keys;
+}
 
 function keyQuery(ctx: AppContext): CompiledQuery<ApiKeysTable> {
   const hit = ctx.cache.get('apikey-sql');
@@ -81,32 +113,78 @@ function keyQuery(ctx: AppContext): CompiledQuery<ApiKeysTable> {
   return compiled;
 }
 
-/** Resolves the presented key. Results are cached two seconds, so a revocation reaches every process within that. */
-export async function authenticate(ctx: AppContext, presented: string | undefined): Promise<Principal> {
-  const match = presented ? KEY_FORMAT.exec(presented) : null;
-  if (!presented || !match) {
-    throw new DomainError('unauthorized', 'Send an API key as "Authorization: Bearer ak_…" (create one with: npx assent keys create)');
+const unauthorized = () =>
+  new DomainError('unauthorized', 'Send an API key as "Authorization: Bearer ak_…" (create one with: npx assent keys create)');
+
+/**
+ * Whether two strings are equal, in a time that depends on their length only: every character
+ * is compared (no early exit), as timingSafeEqual does for buffers, without making one per request.
+ */
+function sameInConstantTime(a: string, b: string): boolean {
+  if (a.length !== b.length) return false;
+  let difference = 0;
+  for (let i = 0; i < a.length; i += 1) difference |= a.charCodeAt(i) ^ b.charCodeAt(i);
+  return difference === 0;
+}
+
+/**
+ * The principal of a cached row, once the presented key is known to be its key: already matched
+ * (in constant time) to the key this entry last verified, or else its SHA-256 digest compared in
+ * constant time with the stored one.
+ */
+function principalOf(ctx: AppContext, entry: CachedKey, id: string, presented: string, now: number, matched = false): Principal {
+  const { principal, hash: stored } = entry;
+  if (!principal || !stored) throw new DomainError('unauthorized', 'This API key is unknown or revoked');
+  if (!matched) {
+    if (!timingSafeEqual(hash('sha256', presented, 'buffer'), stored)) {
+      throw new DomainError('unauthorized', 'This API key is unknown or revoked');
+    }
+    entry.verified = presented;
   }
-  const id = match[1] as string;
-  const cacheKey = `apikey:${id}`;
-  const now = Date.now();
-  let row = ctx.cache.get(cacheKey);
-  if (!row || now - row.at > 2_000) {
-    const compiled = keyQuery(ctx);
-    const [found] = await ctx.db.read<ApiKeysTable>({ ...compiled, parameters: [id] });
-    row = { at: now, value: found };
-    ctx.cache.set(cacheKey, row);
-  }
-  const stored = row.value as ApiKeysTable | undefined;
-  if (!stored || stored.revoked_at || !safeEqual(stored.key_hash, sha256Hex(presented))) {
-    throw new DomainError('unauthorized', 'This API key is unknown or revoked');
-  }
-  const touched = ctx.cache.get(`apikey-touch:${id}`);
-  if (!touched || now - touched.at > TOUCH_EVERY_MS) {
-    ctx.cache.set(`apikey-touch:${id}`, { at: now, value: true });
+  if (now - entry.touchedAt > TOUCH_EVERY_MS) {
+    entry.touchedAt = now;
     touchKeyRow(ctx.db.kysely, id, iso(ctx.clock.now())).catch((error: unknown) =>
       ctx.logger.warn({ err: error }, 'could not record key use'),
     );
   }
-  return { id: stored.id, name: stored.name, scope: stored.scope as Scope };
+  return principal;
+}
+
+async function loadKey(ctx: AppContext, keys: Map<string, CachedKey>, id: string, now: number): Promise<CachedKey> {
+  const [row] = await ctx.db.read<ApiKeysTable>({ ...keyQuery(ctx), parameters: [id] });
+  const live = row && !row.revoked_at ? row : undefined;
+  const previous = keys.get(id);
+  const entry: CachedKey = {
+    at: now,
+    principal: live ? { id: live.id, name: live.name, scope: live.scope as Scope } : undefined,
+    hash: live ? Buffer.from(live.key_hash, 'hex') : undefined,
+    verified: undefined,
+    touchedAt: previous?.touchedAt ?? 0,
+  };
+  // Filled into the map of before the read: if a revocation dropped it meanwhile, this row (maybe
+  // read before the revocation) is not kept.
+  if (keys.size >= KEY_CACHE_LIMIT) keys.clear();
+  keys.set(id, entry);
+  return entry;
+}
+
+/**
+ * Resolves the presented key. A key's row is cached for KEY_CACHE_MS (two seconds), so a
+ * revocation in another process takes effect within that; revokeKey() drops the cache of its own
+ * process at once. Answers synchronously when the cache can (the hot path: no promise per request).
+ */
+export function authenticate(ctx: AppContext, presented: string | undefined): Principal | Promise<Principal> {
+  if (!presented || presented.length !== KEY_LENGTH) throw unauthorized();
+  const id = presented.slice(3, 29);
+  const now = Date.now();
+  const keys = keyCache(ctx);
+  const entry = keys.get(id);
+  const fresh = entry !== undefined && now - entry.at <= KEY_CACHE_MS;
+  // The key this entry last verified (hence well-formed), presented again: no format check, no hash.
+  if (fresh && entry.verified !== undefined && sameInConstantTime(presented, entry.verified)) {
+    return principalOf(ctx, entry, id, presented, now, true);
+  }
+  if (!KEY_FORMAT.test(presented)) throw unauthorized();
+  if (fresh) return principalOf(ctx, entry, id, presented, now);
+  return loadKey(ctx, keys, id, now).then((loaded) => principalOf(ctx, loaded, id, presented, now));
 }

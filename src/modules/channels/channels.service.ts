@@ -1,5 +1,5 @@
 import { iso } from '../../platform/clock.ts';
-import { type AppContext, cached, invalidate } from '../../platform/context.ts';
+import { type AppContext, cached, invalidate, peekCached } from '../../platform/context.ts';
 import { DomainError } from '../../platform/errors.ts';
 import { findChannelRow, insertChannelRow, listChannelsQuery, updateChannelRow } from './channels.repository.ts';
 import type { ChannelsTable } from './channels.table.ts';
@@ -42,8 +42,13 @@ export async function ensureBuiltinChannels(ctx: AppContext): Promise<void> {
   }
 }
 
+const CHANNELS_CACHE = 'channels';
+
 export const listChannels = (ctx: AppContext): Promise<Channel[]> =>
-  cached(ctx, 'channels', async () => (await ctx.db.read(listChannelsQuery(ctx.db.kysely))).map(toChannel));
+  cached(ctx, CHANNELS_CACHE, async () => (await ctx.db.read(listChannelsQuery(ctx.db.kysely))).map(toChannel));
+
+/** The list listChannels() would answer at once, when it is cached and fresh: no promise (the decision hot path). */
+export const peekChannels = (ctx: AppContext): Channel[] | undefined => peekCached<Channel[]>(ctx, CHANNELS_CACHE);
 
 export async function getChannel(ctx: AppContext, key: string): Promise<Channel | undefined> {
   return (await listChannels(ctx)).find((c) => c.key === key);

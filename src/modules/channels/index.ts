@@ -5,5 +5,6 @@ export {
   ensureBuiltinChannels,
   getChannel,
   listChannels,
+  peekChannels,
   requireChannel,
 } from './channels.service.ts';

@@ -4,9 +4,9 @@ import { addressKindFor, normalizeEmail, normalizePhone } from '../../platform/a
 import { iso } from '../../platform/clock.ts';
 import type { AppContext } from '../../platform/context.ts';
 import { DomainError } from '../../platform/errors.ts';
-import { type Channel, getChannel } from '../channels/index.ts';
+import { type Channel, listChannels, peekChannels } from '../channels/index.ts';
 import { effectiveLifecycle } from '../contacts/index.ts';
-import { getPurpose, type LegalBasis, type Purpose } from '../purposes/index.ts';
+import { type LegalBasis, listPurposes, type Purpose, peekPurposes } from '../purposes/index.ts';
 
 export const reasonCodes = {
   consent: 'Consent is granted (and confirmed where double opt-in applies) and not expired',
@@ -217,26 +217,26 @@ function factsShape(ctx: AppContext, lookup: Lookup, address: AddressColumn): Fa
   return shape;
 }
 
-async function loadFacts(
-  ctx: AppContext,
-  lookup: Lookup,
-  value: string,
-  purpose: string,
-  channel: Channel,
-): Promise<DecisionFacts | undefined> {
+/** The facts query for this lookup and channel, its parameters filled by position (no per-call lookup table). */
+function factsQuery(ctx: AppContext, lookup: Lookup, value: string, purpose: string, channel: Channel): CompiledQuery<FactsRow> {
   const kind = addressKindFor(channel.kind);
   const address: AddressColumn = kind === 'email' ? 'email_hash' : kind === 'phone' ? 'phone_hash' : null;
   const { compiled, slots } = factsShape(ctx, lookup, address);
-  // Parameters filled by position: no per-call lookup table.
   const parameters: unknown[] = new Array(slots.length);
   for (let k = 0; k < slots.length; k += 1) {
     const slot = slots[k];
     parameters[k] = slot === 0 ? compiled.parameters[k] : slot === 1 ? purpose : slot === 2 ? channel.key : value;
   }
-  const rows = await ctx.db.read<DecisionFacts & { channel_key: string | null }>({ ...compiled, parameters });
+  return { query: compiled.query, queryId: compiled.queryId, sql: compiled.sql, parameters } as CompiledQuery<FactsRow>;
+}
+
+type FactsRow = DecisionFacts & { channel_key: string | null };
+
+/** One row per state of the purpose (or one with no state): the pair's own, and whether any objects. */
+function factsOf(rows: FactsRow[], channel: Channel): DecisionFacts | undefined {
   const first = rows[0];
   if (!first) return undefined;
-  let own: (typeof rows)[number] | undefined;
+  let own: FactsRow | undefined;
   let objected = 0;
   for (const row of rows) {
     if (row.channel_key === channel.key) own = row;
@@ -255,14 +255,19 @@ async function loadFacts(
   return first;
 }
 
+function byKey<T extends { key: string }>(items: T[], key: string): T | undefined {
+  for (const item of items) if (item.key === key) return item;
+  return undefined;
+}
+
 export async function decide(ctx: AppContext, request: DecisionRequest, path = ''): Promise<Decision> {
-  const purpose = await getPurpose(ctx, request.purpose);
+  const purpose = byKey(peekPurposes(ctx) ?? (await listPurposes(ctx)), request.purpose);
   if (!purpose) {
     throw new DomainError('unknown_purpose', `There is no purpose "${request.purpose}"`, [
       { path: `${path}/purpose`, message: 'unknown purpose' },
     ]);
   }
-  const channel = await getChannel(ctx, request.channel);
+  const channel = byKey(peekChannels(ctx) ?? (await listChannels(ctx)), request.channel);
   if (!channel) {
     throw new DomainError('unknown_channel', `There is no channel "${request.channel}"`, [
       { path: `${path}/channel`, message: 'unknown channel' },
@@ -297,6 +302,6 @@ export async function decide(ctx: AppContext, request: DecisionRequest, path = '
       { path: `${path}/contactId`, message: 'contactId, email or phone is required' },
     ]);
   }
-  const facts = await loadFacts(ctx, lookup, value, purpose.key, channel);
-  return decideFromFacts(facts, purpose, channel, at, ctx.config);
+  const rows = await ctx.db.read(factsQuery(ctx, lookup, value, purpose.key, channel));
+  return decideFromFacts(factsOf(rows, channel), purpose, channel, at, ctx.config);
 }

@@ -8,6 +8,7 @@ export {
   localized,
   type Purpose,
   type PurposeVersion,
+  peekPurposes,
   requirePurpose,
   wordingText,
 } from './purposes.service.ts';

@@ -1,5 +1,5 @@
 import { iso } from '../../platform/clock.ts';
-import { type AppContext, cached, invalidate } from '../../platform/context.ts';
+import { type AppContext, cached, invalidate, peekCached } from '../../platform/context.ts';
 import { canonicalJson, sha256Hex } from '../../platform/crypto.ts';
 import { DomainError } from '../../platform/errors.ts';
 import { getChannel } from '../channels/index.ts';
@@ -130,8 +130,13 @@ export const builtinPurposes: PurposeInput[] = [
   },
 ];
 
+const PURPOSES_CACHE = 'purposes';
+
 export const listPurposes = (ctx: AppContext): Promise<Purpose[]> =>
-  cached(ctx, 'purposes', async () => (await ctx.db.read(listPurposesQuery(ctx.db.kysely))).map(toPurpose));
+  cached(ctx, PURPOSES_CACHE, async () => (await ctx.db.read(listPurposesQuery(ctx.db.kysely))).map(toPurpose));
+
+/** The list listPurposes() would answer at once, when it is cached and fresh: no promise (the decision hot path). */
+export const peekPurposes = (ctx: AppContext): Purpose[] | undefined => peekCached<Purpose[]>(ctx, PURPOSES_CACHE);
 
 export async function getPurpose(ctx: AppContext, key: string): Promise<Purpose | undefined> {
   return (await listPurposes(ctx)).find((p) => p.key === key);
