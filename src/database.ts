@@ -85,6 +85,11 @@ export interface Db {
    * writer's queue; on PostgreSQL it is the pool.
    */
   read<R>(query: CompiledQuery<R>): Promise<R[]>;
+  /**
+   * The same read answered at once, where the store can (SQLite: better-sqlite3 is synchronous),
+   * so a hot path pays no promise; absent on PostgreSQL.
+   */
+  readNow?: <R>(query: CompiledQuery<R>) => R[];
   close(): Promise<void>;
 }
 
@@ -187,31 +192,35 @@ export function createDb(database: Config['database'], options: { pgPoolSize?: n
       }
       return reader;
     };
+    const readNow = <R>(query: CompiledQuery<R>): R[] => {
+      let entry = statements.get(query.sql);
+      if (!entry) {
+        const statement = readerFor().prepare(query.sql);
+        const columns = statement.reader ? statement.columns().map((c) => c.name) : null;
+        if (columns) statement.raw(true);
+        entry = { statement, columns, toRow: rowBuilder(columns ?? []) };
+        statements.set(query.sql, entry);
+      }
+      const { statement } = entry;
+      if (!entry.columns) return statement.all(...(query.parameters as unknown[])) as R[];
+      const rows = statement.all(...(query.parameters as unknown[])) as unknown[][];
+      // SQLite re-prepares a statement whose tables changed (a migration by another process):
+      // take the columns again then.
+      if (rows.length > 0 && (rows[0] as unknown[]).length !== entry.columns.length) {
+        entry.columns = statement.columns().map((c) => c.name);
+        entry.toRow = rowBuilder(entry.columns);
+      }
+      const { toRow } = entry;
+      const out: Record<string, unknown>[] = new Array(rows.length);
+      for (let r = 0; r < rows.length; r += 1) out[r] = toRow(rows[r] as unknown[]);
+      return out as R[];
+    };
     return {
       kysely,
       dialect: 'sqlite',
+      readNow,
       async read<R>(query: CompiledQuery<R>): Promise<R[]> {
-        let entry = statements.get(query.sql);
-        if (!entry) {
-          const statement = readerFor().prepare(query.sql);
-          const columns = statement.reader ? statement.columns().map((c) => c.name) : null;
-          if (columns) statement.raw(true);
-          entry = { statement, columns, toRow: rowBuilder(columns ?? []) };
-          statements.set(query.sql, entry);
-        }
-        const { statement } = entry;
-        if (!entry.columns) return statement.all(...(query.parameters as unknown[])) as R[];
-        const rows = statement.all(...(query.parameters as unknown[])) as unknown[][];
-        // SQLite re-prepares a statement whose tables changed (a migration by another process):
-        // take the columns again then.
-        if (rows.length > 0 && (rows[0] as unknown[]).length !== entry.columns.length) {
-          entry.columns = statement.columns().map((c) => c.name);
-          entry.toRow = rowBuilder(entry.columns);
-        }
-        const { toRow } = entry;
-        const out: Record<string, unknown>[] = new Array(rows.length);
-        for (let r = 0; r < rows.length; r += 1) out[r] = toRow(rows[r] as unknown[]);
-        return out as R[];
+        return readNow(query);
       },
       async close() {
         await kysely.destroy();

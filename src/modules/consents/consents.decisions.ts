@@ -260,14 +260,23 @@ function byKey<T extends { key: string }>(items: T[], key: string): T | undefine
   return undefined;
 }
 
-export async function decide(ctx: AppContext, request: DecisionRequest, path = ''): Promise<Decision> {
-  const purpose = byKey(peekPurposes(ctx) ?? (await listPurposes(ctx)), request.purpose);
+/** A decision request checked and resolved: what to read, and what the rules need besides. */
+interface Asked {
+  query: CompiledQuery<FactsRow>;
+  purpose: Purpose;
+  channel: Channel;
+  at: Date;
+}
+
+/** Checks the request against the purposes and channels given, and makes its facts query. Throws DomainError. */
+function ask(ctx: AppContext, request: DecisionRequest, path: string, purposes: Purpose[], channels: Channel[]): Asked {
+  const purpose = byKey(purposes, request.purpose);
   if (!purpose) {
     throw new DomainError('unknown_purpose', `There is no purpose "${request.purpose}"`, [
       { path: `${path}/purpose`, message: 'unknown purpose' },
     ]);
   }
-  const channel = byKey(peekChannels(ctx) ?? (await listChannels(ctx)), request.channel);
+  const channel = byKey(channels, request.channel);
   if (!channel) {
     throw new DomainError('unknown_channel', `There is no channel "${request.channel}"`, [
       { path: `${path}/channel`, message: 'unknown channel' },
@@ -302,6 +311,27 @@ export async function decide(ctx: AppContext, request: DecisionRequest, path = '
       { path: `${path}/contactId`, message: 'contactId, email or phone is required' },
     ]);
   }
-  const rows = await ctx.db.read(factsQuery(ctx, lookup, value, purpose.key, channel));
-  return decideFromFacts(factsOf(rows, channel), purpose, channel, at, ctx.config);
+  return { query: factsQuery(ctx, lookup, value, purpose.key, channel), purpose, channel, at };
+}
+
+const conclude = (ctx: AppContext, asked: Asked, rows: FactsRow[]): Decision =>
+  decideFromFacts(factsOf(rows, asked.channel), asked.purpose, asked.channel, asked.at, ctx.config);
+
+export async function decide(ctx: AppContext, request: DecisionRequest, path = ''): Promise<Decision> {
+  const asked = ask(ctx, request, path, peekPurposes(ctx) ?? (await listPurposes(ctx)), peekChannels(ctx) ?? (await listChannels(ctx)));
+  return conclude(ctx, asked, await ctx.db.read(asked.query));
+}
+
+/**
+ * decide(), answered at once when it can be: on SQLite (a synchronous read) with the purposes and
+ * channels freshly cached — the steady state of a server. Otherwise undefined: call decide().
+ * Throws DomainError as decide() rejects with it.
+ */
+export function decideNow(ctx: AppContext, request: DecisionRequest, path = ''): Decision | undefined {
+  const { readNow } = ctx.db;
+  const purposes = peekPurposes(ctx);
+  const channels = peekChannels(ctx);
+  if (readNow === undefined || purposes === undefined || channels === undefined) return undefined;
+  const asked = ask(ctx, request, path, purposes, channels);
+  return conclude(ctx, asked, readNow(asked.query));
 }

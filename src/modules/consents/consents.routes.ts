@@ -2,7 +2,7 @@ import { Type } from 'typebox';
 import type { AppContext } from '../../platform/context.ts';
 import { type App, ListOf, problems } from '../../platform/http.ts';
 import { ContactIdParams } from '../contacts/index.ts';
-import { decide } from './consents.decisions.ts';
+import { type Decision, decide, decideNow } from './consents.decisions.ts';
 import {
   ConsentBody,
   ConsentEventSchema,
@@ -66,7 +66,15 @@ export function consentRoutes(app: App, ctx: AppContext): void {
       config: { scope: 'read' },
       schema: { tags: ['decisions'], querystring: DecisionQuery, response: { 200: DecisionSchema, ...problems() } },
     },
-    async (request) => decide(ctx, request.query),
+    // Decided at once where the store reads synchronously (SQLite). The answer leaves at the end
+    // of the event loop's turn, with the answers to the other requests that arrived in that turn:
+    // under load, one burst of writes per turn rather than a write (and a wake-up of the client)
+    // between each request (measured on the HTTP bench: about a third more decisions a second).
+    // The cost is at most one turn of latency.
+    (request) => {
+      const now = decideNow(ctx, request.query);
+      return now === undefined ? decide(ctx, request.query) : new Promise<Decision>((resolve) => setImmediate(resolve, now));
+    },
   );
 
   app.post(
@@ -81,7 +89,10 @@ export function consentRoutes(app: App, ctx: AppContext): void {
     },
     async (request) => {
       const results = [];
-      for (const [i, item] of request.body.items.entries()) results.push(await decide(ctx, item, `/items/${i}`));
+      for (const [i, item] of request.body.items.entries()) {
+        const path = `/items/${i}`;
+        results.push(decideNow(ctx, item, path) ?? (await decide(ctx, item, path)));
+      }
       return { results };
     },
   );
