@@ -67,6 +67,8 @@ const settings = {
 };
 /** Parts whose partial runs write their own block in bench/RESULTS.md, with its title. */
 const separateParts: Record<string, string> = {
+  decide: `decide — decide() in process on ${fmtInt(settings.contacts)} contacts`,
+  http: `http — GET /v1/decisions over HTTP on ${fmtInt(settings.contacts)} contacts vs a bare Fastify route`,
   append: `append — ledger append through recordConsents vs a raw better-sqlite3 insert, on ${fmtInt(settings.contacts)} contacts`,
   launch: `launch — a re-permission campaign launched on ${fmtInt(settings.contacts)} contacts (audience frozen, step 1 queued)`,
   'campaign-mail': 'campaign-mail — campaign deliveries to a local SMTP sink',
@@ -177,13 +179,17 @@ if (dataset && only.has('export')) {
 
 const measures: Measure[] = [];
 const details: string[] = [];
+/** The decide, http and append figures: in the full table in issue 3's place, and each its own block in a partial run. */
+const coreParts = new Map<string, { measures: Measure[]; details: string[] }>();
 if (decideResult) {
   const d = decideResult;
+  const part = { measures: [] as Measure[], details: [] as string[] };
+  coreParts.set('decide', part);
   for (const [name, ours] of [
     ['decide() in process, by contactId', d.byId.rate],
     ['decide() in process, by email', d.byEmail.rate],
   ] as const) {
-    measures.push({
+    part.measures.push({
       name,
       ours,
       unit: '/s',
@@ -194,7 +200,7 @@ if (decideResult) {
     });
   }
   const total = Object.values(d.reasons).reduce((a, b) => a + b, 0);
-  details.push(
+  part.details.push(
     `decide(): back-to-back awaited calls over ${fmtInt(sample.length)} random existing contacts and the three built-in (purpose, channel) pairs in turn; each row (and the raw lookup) first makes one warm-up pass over the whole sample (the steady state of a long-running process), then all three are timed in alternating 250 ms slices, ${settings.seconds} s each.`,
     `decide() answers over the first ${fmtInt(total)} sampled calls: ${Object.entries(d.reasons)
       .sort((a, b) => b[1] - a[1])
@@ -206,7 +212,9 @@ if (decideResult) {
 }
 if (httpResult) {
   const h = httpResult;
-  measures.push({
+  const part = { measures: [] as Measure[], details: [] as string[] };
+  coreParts.set('http', part);
+  part.measures.push({
     name: 'GET /v1/decisions over HTTP',
     ours: h.ours.rate,
     unit: 'req/s',
@@ -215,17 +223,16 @@ if (httpResult) {
     target: '≥ 50% of bare Fastify',
     pass: h.ours.rate >= 0.5 * h.bare.rate,
   });
-  details.push(
+  part.details.push(
     `HTTP: autocannon in the bench process, each server in its own child process (one core each), ${h.connections} connections, pipelining 1, ${h.seconds} s per server in ${h.rounds} alternating rounds (bare, ours, bare, …) after a warm-up of one pass over all ${fmtInt(h.paths)} paths plus 2 s; requests rotate over random contacts (by contactId and by email, the three pairs) with a read-scope API key.`,
     `GET /v1/decisions: ${fmtInt(h.ours.requests)} requests, rounds ${h.ours.rounds.map((x) => fmtInt(x)).join(', ')} req/s, latency p50 ${h.ours.p50} ms, p99 ${h.ours.p99} ms (worst round), non-2xx ${h.ours.non2xx}, errors ${h.ours.errors}; the server process was busy ${h.ours.serverCpu.toFixed(2)} of a core.`,
     `Bare Fastify: ${fmtInt(h.bare.requests)} requests, rounds ${h.bare.rounds.map((x) => fmtInt(x)).join(', ')} req/s, latency p50 ${h.bare.p50} ms, p99 ${h.bare.p99} ms; the server process was busy ${h.bare.serverCpu.toFixed(2)} of a core${h.bare.serverCpu < 0.8 ? ' (well below 1: the bare figure is bounded by the load tool on the other core, not by Fastify)' : ''}.`,
   );
 }
-/** The append figures, also kept for their own block when the run is partial. */
-let appendPart: { measures: Measure[]; details: string[] } | undefined;
 if (appendResult) {
   const a = appendResult;
-  appendPart = { measures: [], details: [] };
+  const appendPart = { measures: [] as Measure[], details: [] as string[] };
+  coreParts.set('append', appendPart);
   for (const [name, run] of [
     [`ledger append via recordConsents, contacts imported beforehand (batches of ${a.batch})`, a.fresh],
     [`ledger append via recordConsents, random existing contacts (batches of ${a.batch})`, a.existing],
@@ -244,8 +251,10 @@ if (appendResult) {
     `Append: ${fmtInt(a.fresh.events)} events each way per workload in batches of ${a.batch}, ${a.rounds} alternating rounds (service, raw, service, …) after 4 warm-up batches each, both writing into one scratch copy of the database (copied and flushed in ${fmtSeconds(a.copyMs)}, outside the measure); source "api", grants and withdrawals over the three pairs, each contact at most once per batch. Workload 1: ${fmtInt(a.fresh.events / 2)} contacts bulk-imported just before (two events each; their chains and states are new). Workload 2: random contacts of the ${fmtInt(settings.contacts)} (their chains, heads and states sit anywhere in the file).`,
     'The service path validates, resolves the contacts, reads and advances chain heads, computes evidence and event hashes, projects the state and writes events, states and heads in one transaction per batch; the raw path computes the same evidence and event hashes and inserts the same event rows with one prepared statement, one transaction per batch, and reads and projects nothing. 100 chains the service extended are verified afterwards.',
   );
-  measures.push(...appendPart.measures);
-  details.push(...appendPart.details);
+}
+for (const part of coreParts.values()) {
+  measures.push(...part.measures);
+  details.push(...part.details);
 }
 
 if (mail) {
@@ -267,8 +276,8 @@ for (const part of parts.values()) {
   measures.push(...part.measures);
   details.push(...part.details);
 }
-// Already in the table above (in its place among issue 3's figures); its own block in a partial run.
-if (appendPart) parts.set('append', appendPart);
+// Already in the table above (in their place among issue 3's figures); their own blocks in a partial run.
+for (const [name, part] of coreParts) parts.set(name, part);
 
 const totalMs = performance.now() - started;
 log(`\n${printTable(measures)}\n`);
