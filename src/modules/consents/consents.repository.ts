@@ -32,19 +32,24 @@ export const findStatesOfContacts = (db: Executor, contactIds: string[]) =>
 // one JSON array, rows in statements of a few fixed sizes), so each is prepared once and kept in
 // the writer's statement cache, and no query is built per batch. PostgreSQL keeps the builder.
 const SQLITE_HEADS_OF = 'select * from chain_heads where contact_id in (select value from json_each(?)) order by contact_id';
-const SQLITE_STATES_OF = 'select * from consent_states where contact_id in (select value from json_each(?))';
+// The states of exactly these (contact, purpose, channel) triples, one primary-key lookup each.
+const SQLITE_STATES_FOR =
+  'select s.* from json_each(?) j join consent_states s on s.contact_id = j.value ->> 0 and s.purpose_key = j.value ->> 1 and s.channel_key = j.value ->> 2';
 const SQLITE_CONTACTS_OF =
   'select id, locale, email_hash, phone_hash, erased_at from contacts where id in (select value from json_each(?))';
 
-async function byIds<R>(db: Executor, sql: string, ids: string[]): Promise<R[]> {
+async function byIds<R>(db: Executor, sql: string, ids: unknown[]): Promise<R[]> {
   return (await db.executeQuery<R>(CompiledQuery.raw(sql, [JSON.stringify(ids)]))).rows as R[];
 }
 
-/** The states of these contacts (every purpose and channel). */
-export function findStatesOf(db: Executor, dialect: Dialect, contactIds: string[]): Promise<ConsentStatesTable[]> {
-  if (contactIds.length === 0) return Promise.resolve([]);
-  if (dialect === 'sqlite') return byIds<ConsentStatesTable>(db, SQLITE_STATES_OF, contactIds);
-  return findStatesOfContacts(db, contactIds);
+/**
+ * The states of these (contact, purpose, channel) triples, those that exist. On PostgreSQL every
+ * state of their contacts comes back (a superset: one indexed range per contact).
+ */
+export function findStatesFor(db: Executor, dialect: Dialect, keys: Array<[string, string, string]>): Promise<ConsentStatesTable[]> {
+  if (keys.length === 0) return Promise.resolve([]);
+  if (dialect === 'sqlite') return byIds<ConsentStatesTable>(db, SQLITE_STATES_FOR, keys);
+  return findStatesOfContacts(db, [...new Set(keys.map(([contactId]) => contactId))]);
 }
 
 /** What recording consent needs of a contact: whether it exists and is erased, its locale and address digests. */

@@ -15,7 +15,7 @@ import {
   findEventsByIdempotencyKeys,
   findHead,
   findLedgerContacts,
-  findStatesOf,
+  findStatesFor,
   type LedgerContact,
   listEventsOfContact,
   listStatesOfContact,
@@ -343,8 +343,17 @@ async function appendEvents(
 
   const contactIds = [...new Set(contactOf.map((c) => c.id))].sort();
   const heads = new Map((await lockChainHeads(trx, contactIds, dialect)).map((h) => [h.contact_id, h]));
+  // Only the states this batch moves (one lookup each), not every state of its contacts.
+  const wanted = new Map<string, [string, string, string]>();
+  for (const [n, { p }] of todo.entries()) {
+    const id = (contactOf[n] as LedgerContact).id;
+    wanted.set(stateKey(id, p.purpose.key, p.channel.key), [id, p.purpose.key, p.channel.key]);
+  }
   const states = new Map<string, State>(
-    (await findStatesOf(trx, dialect, contactIds)).map((s) => [stateKey(s.contact_id, s.purpose_key, s.channel_key), toState(s)]),
+    (await findStatesFor(trx, dialect, [...wanted.values()])).map((s) => [
+      stateKey(s.contact_id, s.purpose_key, s.channel_key),
+      toState(s),
+    ]),
   );
 
   const eventRows: ConsentEventsTable[] = [];
