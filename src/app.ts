@@ -55,10 +55,15 @@ function holdsNul(value: unknown): boolean {
 
 /** The first string holding U+0000, as a path: PostgreSQL text cannot store it (SQLite can). */
 function nulPath(value: unknown, path: string): string | undefined {
-  if (!holdsNul(value)) return undefined;
-  if (typeof value === 'string') return path;
-  for (const [key, item] of Object.entries(value as object)) {
-    const found = key.includes('\u0000') ? `${path}/${key}` : nulPath(item, `${path}/${key}`);
+  return holdsNul(value) ? firstNul(value, path) : undefined;
+}
+
+/** The walk that names where the NUL is, run only once holdsNul() found one. */
+function firstNul(value: unknown, path: string): string | undefined {
+  if (typeof value === 'string') return value.includes('\u0000') ? path : undefined;
+  if (value === null || typeof value !== 'object') return undefined;
+  for (const [key, item] of Object.entries(value)) {
+    const found = key.includes('\u0000') ? `${path}/${key}` : firstNul(item, `${path}/${key}`);
     if (found) return found;
   }
   return undefined;
@@ -164,6 +169,10 @@ export async function buildApp(ctx: AppContext): Promise<App> {
 
   // Each route that declares a scope gets the key check as its first onRequest hook (routes
   // without one are public). A plain callback, answered synchronously while the key is cached.
+  // Fastify runs a plugin's own onRequest hooks (addHook in an encapsulated context) before a
+  // route's: a plugin that registers scoped routes must not add an onRequest hook that acts
+  // before the key is checked (none does; test/auth.test.ts checks every /v1 route refuses
+  // without a key).
   const keyCheck =
     (needs: Scope): onRequestHookHandler =>
     (request, _reply, done) => {

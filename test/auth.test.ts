@@ -131,6 +131,14 @@ describe.each(dialects)('API keys on %s', (dialect) => {
       expect((await t.call('GET', url, { key: t.keys.read })).statusCode).toBe(200);
     });
 
+    it('refuses with 401, not a 500, a key whose stored hash is damaged', async () => {
+      const name = `damaged-${dialect}`;
+      const { key } = await createKey(t.ctx, { name, scope: 'read' });
+      await t.ctx.db.kysely.updateTable('api_keys').set({ key_hash: 'abcd' }).where('name', '=', name).execute();
+      const url = `/v1/decisions?contactId=${contactId}&purpose=commercial-email&channel=email`;
+      expectProblem(await t.call('GET', url, { key }), 401, 'unauthorized');
+    });
+
     it('checks the key on the HEAD twin of a GET route as on the GET', async () => {
       const url = `/v1/decisions?contactId=${contactId}&purpose=commercial-email&channel=email`;
       expect((await t.call('HEAD', url, { key: null })).statusCode).toBe(401);

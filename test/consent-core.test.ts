@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { recordConsents } from '../src/modules/consents/index.ts';
 import { runDueJobs } from '../src/modules/scheduler/index.ts';
 import { buildTestApp, type TestApp } from './helpers/build-app.ts';
 import { dialects } from './helpers/dialects.ts';
@@ -126,6 +127,53 @@ describe.each(dialects)('consent core on %s', (dialect) => {
       expect(found.items).toHaveLength(1);
       const states = (await t.call('GET', `/v1/contacts/${found.items[0].id}/consents`)).json();
       expect(states.items.filter((s: { status: string }) => s.status !== 'none')).toHaveLength(1);
+    });
+  });
+
+  describe('a batch of consents (recordConsents)', () => {
+    it('starts from the stored states, folds several actions on one pair in order, one chain per contact', async () => {
+      const purpose = await t.call('POST', '/v1/purposes', {
+        body: { key: 'batch-news', title: { fr: 'Lettre', en: 'Letter' }, channels: ['email'], doubleOptIn: true },
+      });
+      expect(purpose.statusCode).toBe(201);
+      const [one, two, three] = [await createContact(t), await createContact(t), await createContact(t)];
+      const req = { actor: { type: 'api_key' as const, name: 'batch-test' } };
+      const news = { purpose: 'batch-news', channel: 'email' };
+      const email = { purpose: 'commercial-email', channel: 'email' };
+      // Stored before: two double opt-in grants waiting for confirmation, and one granted consent.
+      await recordConsents(t.ctx, req, [
+        { contactId: one?.id, ...news, action: 'grant' },
+        { contactId: two?.id, ...news, action: 'grant' },
+        { contactId: one?.id, ...email, action: 'grant' },
+      ]);
+      const events = await recordConsents(t.ctx, req, [
+        { contactId: one?.id, ...news, action: 'confirm' },
+        { contactId: one?.id, ...email, action: 'withdraw' },
+        { contactId: three?.id, ...news, action: 'grant' },
+        { contactId: one?.id, ...email, action: 'grant' },
+        { contactId: three?.id, ...news, action: 'confirm' },
+        { contactId: two?.id, ...news, action: 'confirm' },
+        { contactId: one?.id, ...email, action: 'withdraw' },
+      ]);
+      expect(events.map((r) => r.event.status)).toEqual(['granted', 'withdrawn', 'pending', 'granted', 'granted', 'granted', 'withdrawn']);
+
+      const states = async (id: string | undefined) =>
+        Object.fromEntries(
+          (await t.call('GET', `/v1/contacts/${id}/consents`))
+            .json()
+            .items.map((s: { purpose: string; channel: string; status: string }) => [`${s.purpose}/${s.channel}`, s.status]),
+        );
+      expect(await states(one?.id)).toMatchObject({ 'batch-news/email': 'granted', 'commercial-email/email': 'withdrawn' });
+      expect(await states(two?.id)).toMatchObject({ 'batch-news/email': 'granted', 'commercial-email/email': 'none' });
+      expect(await states(three?.id)).toMatchObject({ 'batch-news/email': 'granted' });
+
+      const history = (await t.call('GET', `/v1/contacts/${one?.id}/consents/history`)).json().items as Array<{
+        hash: string;
+        prevHash: string;
+      }>;
+      expect(history).toHaveLength(6);
+      for (let k = 1; k < history.length; k += 1) expect(history[k]?.prevHash).toBe(history[k - 1]?.hash);
+      expect((await t.call('GET', '/v1/ledger/verify')).json().ok).toBe(true);
     });
   });
 

@@ -3,6 +3,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runDueJobs } from '../src/modules/scheduler/index.ts';
 import { normalizePhone } from '../src/platform/addresses.ts';
+import { invalidate } from '../src/platform/context.ts';
 import { buildTestApp, type TestApp } from './helpers/build-app.ts';
 import { dialects } from './helpers/dialects.ts';
 import { createContact, frenchMobile, record } from './helpers/factories.ts';
@@ -32,13 +33,22 @@ function mobile(): string {
 describe.each(dialects)('decision rules on %s', (dialect) => {
   let t: TestApp;
 
-  /** The decision from GET /v1/decisions, checked equal to the one POST /v1/decisions gives. */
+  /**
+   * The decision from GET /v1/decisions, checked equal to the one POST /v1/decisions gives and to
+   * the one GET gives once the purposes and channels are no longer cached: on SQLite a server
+   * decides at once from its cached lists (decideNow) and otherwise reads them first (decide).
+   */
   async function decideBoth(item: Item): Promise<DecisionOut> {
-    const single = await t.call('GET', `/v1/decisions?${new URLSearchParams(item)}`, { key: t.keys.read });
+    const url = `/v1/decisions?${new URLSearchParams(item)}`;
+    const single = await t.call('GET', url, { key: t.keys.read });
     expect(single.statusCode, single.body).toBe(200);
     const batch = await t.call('POST', '/v1/decisions', { body: { items: [item] }, key: t.keys.read });
     expect(batch.statusCode, batch.body).toBe(200);
     expect(batch.json().results).toEqual([single.json()]);
+    invalidate(t.ctx, 'purposes');
+    invalidate(t.ctx, 'channels');
+    const cold = await t.call('GET', url, { key: t.keys.read });
+    expect(cold.json()).toEqual(single.json());
     return single.json();
   }
 
@@ -537,6 +547,14 @@ describe.each(dialects)('decision rules on %s', (dialect) => {
       });
       expect(channel.statusCode).toBe(422);
       expect(channel.json().code).toBe('unknown_channel');
+      // GET with the lists cached (decided at once) and not (read first): the same problem.
+      const unknownChannel = `/v1/decisions?${new URLSearchParams({ contactId: contact.id, purpose: 'commercial-email', channel: 'no-such' })}`;
+      for (const cached of [true, false]) {
+        if (!cached) invalidate(t.ctx, 'channels');
+        const res = await t.call('GET', unknownChannel);
+        expect(res.statusCode).toBe(422);
+        expect(res.json()).toMatchObject({ code: 'unknown_channel', status: 422 });
+      }
     });
   });
 

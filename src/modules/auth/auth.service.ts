@@ -152,12 +152,14 @@ function principalOf(ctx: AppContext, entry: CachedKey, id: string, presented: s
 
 async function loadKey(ctx: AppContext, keys: Map<string, CachedKey>, id: string, now: number): Promise<CachedKey> {
   const [row] = await ctx.db.read<ApiKeysTable>({ ...keyQuery(ctx), parameters: [id] });
-  const live = row && !row.revoked_at ? row : undefined;
+  const stored = row && !row.revoked_at ? Buffer.from(row.key_hash, 'hex') : undefined;
+  // A stored hash that is not a SHA-256 digest (a damaged row) matches no key: refused, not a 500.
+  const live = stored?.length === 32 ? row : undefined;
   const previous = keys.get(id);
   const entry: CachedKey = {
     at: now,
     principal: live ? { id: live.id, name: live.name, scope: live.scope as Scope } : undefined,
-    hash: live ? Buffer.from(live.key_hash, 'hex') : undefined,
+    hash: live ? stored : undefined,
     verified: undefined,
     touchedAt: previous?.touchedAt ?? 0,
   };
