@@ -24,7 +24,14 @@ import {
   type Status,
   statusAfter,
 } from './consents.state.ts';
-import type { ChainHeadsTable, ConsentEventsTable, ConsentStatesTable } from './consents.table.ts';
+import {
+  type ChainHeadsTable,
+  type ConsentEventsTable,
+  type ConsentStatesTable,
+  EVENT_COLUMNS,
+  HEAD_COLUMNS,
+  STATE_COLUMNS,
+} from './consents.table.ts';
 
 /** One event to append: its contact as the caller holds it (in this transaction), resolved purpose and channel. */
 export interface BulkConsent {
@@ -47,43 +54,6 @@ export interface BulkConsent {
   /** Set on the state this event leads (proof grade of an imported consent), else null. */
   stateProofGrade?: string | null;
 }
-
-const EVENT_COLUMNS = [
-  'id',
-  'contact_id',
-  'seq',
-  'purpose_key',
-  'purpose_version',
-  'channel_key',
-  'action',
-  'status',
-  'legal_basis',
-  'source_type',
-  'source_ref',
-  'evidence',
-  'evidence_hash',
-  'expires_at',
-  'occurred_at',
-  'recorded_at',
-  'idempotency_key',
-  'request_hash',
-  'prev_hash',
-  'hash',
-] as const satisfies ReadonlyArray<keyof ConsentEventsTable>;
-const STATE_COLUMNS = [
-  'contact_id',
-  'purpose_key',
-  'channel_key',
-  'status',
-  'since',
-  'expires_at',
-  'confirmed',
-  'purpose_version',
-  'last_event_id',
-  'proof_grade',
-  'updated_at',
-] as const satisfies ReadonlyArray<keyof ConsentStatesTable>;
-const HEAD_COLUMNS = ['contact_id', 'seq', 'hash'] as const satisfies ReadonlyArray<keyof ChainHeadsTable>;
 
 /** Rows per statement on SQLite, under its limit on bound values. */
 const rowsPerStatement = (columns: number, _dialect: Dialect) => Math.min(250, Math.floor(30_000 / columns));

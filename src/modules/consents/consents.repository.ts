@@ -1,7 +1,14 @@
 import { CompiledQuery } from 'kysely';
 import type { Dialect, Executor } from '../../database.ts';
 import type { ContactsTable } from '../contacts/index.ts';
-import type { ChainHeadsTable, ConsentEventsTable, ConsentStatesTable } from './consents.table.ts';
+import {
+  type ChainHeadsTable,
+  type ConsentEventsTable,
+  type ConsentStatesTable,
+  EVENT_COLUMNS,
+  HEAD_COLUMNS,
+  STATE_COLUMNS,
+} from './consents.table.ts';
 
 const CHUNK = 400;
 
@@ -60,43 +67,6 @@ export function findLedgerContacts(db: Executor, dialect: Dialect, ids: string[]
   if (dialect === 'sqlite') return byIds<LedgerContact>(db, SQLITE_CONTACTS_OF, ids);
   return db.selectFrom('contacts').select(['id', 'locale', 'email_hash', 'phone_hash', 'erased_at']).where('id', 'in', ids).execute();
 }
-
-const EVENT_COLUMNS = [
-  'id',
-  'contact_id',
-  'seq',
-  'purpose_key',
-  'purpose_version',
-  'channel_key',
-  'action',
-  'status',
-  'legal_basis',
-  'source_type',
-  'source_ref',
-  'evidence',
-  'evidence_hash',
-  'expires_at',
-  'occurred_at',
-  'recorded_at',
-  'idempotency_key',
-  'request_hash',
-  'prev_hash',
-  'hash',
-] as const satisfies ReadonlyArray<keyof ConsentEventsTable>;
-const STATE_COLUMNS = [
-  'contact_id',
-  'purpose_key',
-  'channel_key',
-  'status',
-  'since',
-  'expires_at',
-  'confirmed',
-  'purpose_version',
-  'last_event_id',
-  'proof_grade',
-  'updated_at',
-] as const satisfies ReadonlyArray<keyof ConsentStatesTable>;
-const HEAD_COLUMNS = ['contact_id', 'seq', 'hash'] as const satisfies ReadonlyArray<keyof ChainHeadsTable>;
 
 /** Rows per statement on SQLite: a few fixed sizes, so a few statement texts, each prepared once. */
 const SQLITE_STATEMENT_ROWS = [100, 10, 1];

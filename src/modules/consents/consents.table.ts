@@ -55,3 +55,41 @@ export interface LedgerCheckpointEntriesTable {
   seq: number;
   hash: string;
 }
+
+/** The columns of each ledger table, in table order: what the multi-row writers and the benches bind. */
+export const EVENT_COLUMNS = [
+  'id',
+  'contact_id',
+  'seq',
+  'purpose_key',
+  'purpose_version',
+  'channel_key',
+  'action',
+  'status',
+  'legal_basis',
+  'source_type',
+  'source_ref',
+  'evidence',
+  'evidence_hash',
+  'expires_at',
+  'occurred_at',
+  'recorded_at',
+  'idempotency_key',
+  'request_hash',
+  'prev_hash',
+  'hash',
+] as const satisfies ReadonlyArray<keyof ConsentEventsTable>;
+export const STATE_COLUMNS = [
+  'contact_id',
+  'purpose_key',
+  'channel_key',
+  'status',
+  'since',
+  'expires_at',
+  'confirmed',
+  'purpose_version',
+  'last_event_id',
+  'proof_grade',
+  'updated_at',
+] as const satisfies ReadonlyArray<keyof ConsentStatesTable>;
+export const HEAD_COLUMNS = ['contact_id', 'seq', 'hash'] as const satisfies ReadonlyArray<keyof ChainHeadsTable>;

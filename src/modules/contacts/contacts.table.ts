@@ -25,3 +25,24 @@ export interface FieldsTable {
   retention_days: number;
   created_at: string;
 }
+
+/** The columns of contacts, in table order: what the multi-row writers and the benches bind. */
+export const CONTACT_COLUMNS = [
+  'id',
+  'email',
+  'email_hash',
+  'phone',
+  'phone_hash',
+  'first_name',
+  'last_name',
+  'locale',
+  'kind',
+  'lifecycle',
+  'last_purchase_at',
+  'source',
+  'attributes',
+  'created_at',
+  'updated_at',
+  'last_interaction_at',
+  'erased_at',
+] as const satisfies ReadonlyArray<keyof ContactsTable>;

@@ -18,4 +18,4 @@ export {
   storeNewContact,
   toContact,
 } from './contacts.service.ts';
-export type { ContactsTable } from './contacts.table.ts';
+export { CONTACT_COLUMNS, type ContactsTable } from './contacts.table.ts';

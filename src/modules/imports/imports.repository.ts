@@ -3,7 +3,7 @@ import type { Dialect, Executor } from '../../database.ts';
 import type { AppContext } from '../../platform/context.ts';
 import { insertRows } from '../consents/consents.bulk.ts';
 import { GENESIS_HASH } from '../consents/consents.ledger.ts';
-import type { ContactsTable } from '../contacts/index.ts';
+import { CONTACT_COLUMNS, type ContactsTable } from '../contacts/index.ts';
 import type { ImportRejectsTable, ImportsTable } from './imports.table.ts';
 
 /** Values per `in (…)` list: a batch of 1,000 rows looks its addresses up in one or two queries. */
@@ -150,26 +150,6 @@ export async function findSuppressedHashes(db: Executor, dialect: Dialect, chann
   );
   return out;
 }
-
-const CONTACT_COLUMNS = [
-  'id',
-  'email',
-  'email_hash',
-  'phone',
-  'phone_hash',
-  'first_name',
-  'last_name',
-  'locale',
-  'kind',
-  'lifecycle',
-  'last_purchase_at',
-  'source',
-  'attributes',
-  'created_at',
-  'updated_at',
-  'last_interaction_at',
-  'erased_at',
-] as const satisfies ReadonlyArray<keyof ContactsTable>;
 
 /** A batch's new contacts, with prepared multi-row INSERTs (their chain heads come with their first events). */
 export const insertNewContacts = (ctx: AppContext, db: Executor, rows: ContactsTable[]) =>
