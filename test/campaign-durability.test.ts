@@ -9,11 +9,12 @@ import { describe, expect, it } from 'vitest';
 import { closeContext, createContext } from '../src/boot.ts';
 import { loadConfig } from '../src/config.ts';
 import type { Dialect } from '../src/database.ts';
-import { createCampaign, launchCampaign } from '../src/modules/campaigns/index.ts';
+import { launchCampaign } from '../src/modules/campaigns/index.ts';
 import { insertContactRows, newContactRow } from '../src/modules/contacts/index.ts';
 import { iso } from '../src/platform/clock.ts';
 import type { AppContext } from '../src/platform/context.ts';
 import { TEST_SECRET } from './helpers/build-app.ts';
+import { createNoEmailConsentCampaign } from './helpers/campaigns.ts';
 import { ASSENT_BIN } from './helpers/cli.ts';
 import { createTestDatabase, dialects, type TestDatabase } from './helpers/dialects.ts';
 import { type ReceivedMail, type SmtpSink, startSmtpSink } from './helpers/smtp-sink.ts';
@@ -30,7 +31,6 @@ SMTPServer.prototype.listen = function (this: SMTPServer, ...args: Parameters<ty
   return listen.apply(this, args);
 } as typeof listen;
 
-const DAY = 86_400_000;
 const DOMAIN = 'durability.example';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const elapsed = (since: number) => `${((Date.now() - since) / 1000).toFixed(1)} s`;
@@ -70,26 +70,7 @@ async function storeWithQueuedStep(dialect: Dialect, n: number, key: string): Pr
       await ctx.db.kysely.transaction().execute((trx) => insertContactRows(trx, rows));
     }
     done('contacts');
-    await ctx.db.kysely
-      .insertInto('segments')
-      .values({
-        key: 'no-email-consent',
-        name: 'No email consent',
-        filter: JSON.stringify({ consent: { purpose: 'commercial-email', channel: 'email', status: ['none'] } }),
-        created_at: now,
-        updated_at: now,
-      })
-      .execute();
-    const start = ctx.clock.now();
-    await createCampaign(ctx, {
-      key,
-      name: 'Durability',
-      segment: 'no-email-consent',
-      purposes: ['commercial-email'],
-      channel: 'email',
-      startAt: iso(start),
-      deadline: iso(new Date(start.getTime() + 30 * DAY)),
-    });
+    await createNoEmailConsentCampaign(ctx, key, 'Durability');
     const launched = await launchCampaign(ctx, key);
     done('launch');
     expect(launched.status).toBe('running');

@@ -9,11 +9,12 @@ import { SMTPServer } from 'smtp-server';
 import { describe, expect, it } from 'vitest';
 import { closeContext, createContext } from '../src/boot.ts';
 import { loadConfig } from '../src/config.ts';
-import { createCampaign, launchCampaign } from '../src/modules/campaigns/index.ts';
+import { launchCampaign } from '../src/modules/campaigns/index.ts';
 import { insertContactRows, newContactRow } from '../src/modules/contacts/index.ts';
 import { iso } from '../src/platform/clock.ts';
 import type { AppContext } from '../src/platform/context.ts';
 import { TEST_SECRET } from './helpers/build-app.ts';
+import { createNoEmailConsentCampaign } from './helpers/campaigns.ts';
 import { ASSENT_BIN, runCli } from './helpers/cli.ts';
 import { createTestDatabase, dialects } from './helpers/dialects.ts';
 import { startSmtpSink } from './helpers/smtp-sink.ts';
@@ -66,26 +67,7 @@ describe.each(dialects)('claim leases on %s', (dialect) => {
         newContactRow(ctx, ctx.newId(), { email: `l${i}@example.com`, locale: 'fr' }, { email: `l${i}@example.com` }, now),
       );
       await ctx.db.kysely.transaction().execute((trx) => insertContactRows(trx, rows));
-      await ctx.db.kysely
-        .insertInto('segments')
-        .values({
-          key: 'no-email-consent',
-          name: 'No email consent',
-          filter: JSON.stringify({ consent: { purpose: 'commercial-email', channel: 'email', status: ['none'] } }),
-          created_at: now,
-          updated_at: now,
-        })
-        .execute();
-      const start = ctx.clock.now();
-      await createCampaign(ctx, {
-        key,
-        name: 'Leases',
-        segment: 'no-email-consent',
-        purposes: ['commercial-email'],
-        channel: 'email',
-        startAt: iso(start),
-        deadline: iso(new Date(start.getTime() + 30 * DAY)),
-      });
+      const start = await createNoEmailConsentCampaign(ctx, key, 'Leases');
       await launchCampaign(ctx, key);
       const all = await byStatus(ctx, key);
       expect(all).toHaveLength(N + 2);

@@ -278,38 +278,35 @@ export async function appendConsentsBulk(
   }
 
   await insertRows(trx, dialect, 'consent_events', EVENT_COLUMNS, eventRows);
-  // Contacts written in this transaction have no state or head row yet: plain inserts for theirs.
   const isNew = new Set(inputs.flatMap((i) => (i.contact.isNew ? [i.contact.id] : [])));
-  const stateRows = [...changedStates.values()];
-  await insertRows(
-    trx,
-    dialect,
-    'consent_states',
-    STATE_COLUMNS,
-    stateRows.filter((r) => isNew.has(r.contact_id)),
-  );
-  await insertRows(
-    trx,
-    dialect,
-    'consent_states',
-    STATE_COLUMNS,
-    stateRows.filter((r) => !isNew.has(r.contact_id)),
-    STATE_UPSERT,
-  );
-  const headRows = contactIds.map((id) => heads.get(id) as ChainHeadsTable);
-  await insertRows(
-    trx,
-    dialect,
+  // Rows of contacts written in this transaction are plain inserts (nothing to conflict with).
+  const write = async <T extends { contact_id: string }>(
+    table: string,
+    columns: ReadonlyArray<keyof T & string>,
+    rows: T[],
+    upsert: string,
+  ) => {
+    await insertRows(
+      trx,
+      dialect,
+      table,
+      columns,
+      rows.filter((r) => isNew.has(r.contact_id)),
+    );
+    await insertRows(
+      trx,
+      dialect,
+      table,
+      columns,
+      rows.filter((r) => !isNew.has(r.contact_id)),
+      upsert,
+    );
+  };
+  await write('consent_states', STATE_COLUMNS, [...changedStates.values()], STATE_UPSERT);
+  await write(
     'chain_heads',
     HEAD_COLUMNS,
-    headRows.filter((r) => isNew.has(r.contact_id)),
-  );
-  await insertRows(
-    trx,
-    dialect,
-    'chain_heads',
-    HEAD_COLUMNS,
-    headRows.filter((r) => !isNew.has(r.contact_id)),
+    contactIds.map((id) => heads.get(id) as ChainHeadsTable),
     HEAD_UPSERT,
   );
   const byTime = new Map<string, string[]>();
